@@ -1,0 +1,37 @@
+#pragma once
+// Idempotency claims for (notification_id, channel) in Redis, so a redelivered record is
+// never sent twice.
+//
+//   free ──Claim()──► "pending:<owner>" (expires after the lease) ──MarkDone()──► "done:<outcome>"
+//     ▲                         │                                                (kept for the TTL)
+//     └───────Release()─────────┘  (send failed transiently: someone may retry)
+//
+// A crashed owner's pending claim expires after the lease and can then be claimed again.
+
+#include <chrono>
+#include <string>
+
+#include "herald/redis/client.hpp"
+
+namespace herald::consumers::deliver {
+
+enum class ClaimState { kClaimed, kDone, kHeldByOther };
+
+class Claims {
+ public:
+  Claims(redis::Client& redis, std::string owner, std::chrono::seconds lease, std::chrono::hours ttl);
+  /// Tries to claim; kDone when it was already sent or finally failed.
+  ClaimState Claim(const std::string& notification_id, const std::string& channel);
+  void MarkDone(const std::string& notification_id, const std::string& channel, const std::string& outcome);
+  void Release(const std::string& notification_id, const std::string& channel);
+
+  static std::string Key(const std::string& notification_id, const std::string& channel);
+
+ private:
+  redis::Client& redis_;
+  std::string owner_;
+  std::chrono::seconds lease_;
+  std::chrono::hours ttl_;
+};
+
+}  // namespace herald::consumers::deliver

@@ -1,0 +1,99 @@
+#include <unistd.h>
+
+#include "deliver/claims.hpp"
+#include "deliver/email.hpp"
+#include "herald/common/errors.hpp"
+#include "herald/common/ids.hpp"
+#include "herald/common/logging.hpp"
+#include "herald/redis/client.hpp"
+#include "herald/stage/stage.hpp"
+#include "herald/template/renderer.hpp"
+#include "herald/topics/catalog.hpp"
+#include "stages.hpp"
+
+namespace herald::consumers {
+
+int RunDeliver(const config::Config& config, const std::string& channel) {
+  if (channel != "email") {
+    throw ConfigError("deliver: channel '" + channel + "' has no provider yet; available: email");
+  }
+  const auto& catalog = topics::Catalog();
+  std::vector<std::string> inputs;
+  for (const char* p : {"high", "normal", "low"}) inputs.push_back(catalog.Deliver(channel, p));
+  stage::Stage st(config, {"deliver-" + channel, inputs});
+  auto templates = templates::TemplateStore::Builtin();
+  redis::Client redis(config.redis_url);
+  std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
+  deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
+  deliver::SmtpSender smtp({config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password,
+                            config.http_connect_timeout, std::chrono::milliseconds(15000)});
+  auto& m = st.Metrics();
+  metrics::Labels l = {{"channel", channel}, {"provider", "smtp"}};
+  auto& sent = m.GetCounter("herald_deliveries_total", "Delivery outcomes", {{"channel", channel}, {"provider", "smtp"}, {"outcome", "sent"}});
+  auto& failed = m.GetCounter("herald_deliveries_total", "Delivery outcomes", {{"channel", channel}, {"provider", "smtp"}, {"outcome", "failed"}});
+  auto& dupes = m.GetCounter("herald_duplicates_suppressed_total", "Deliveries skipped because already sent", l);
+  auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
+  auto log = Logger("deliver");
+
+  return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
+    for (const auto& msg : batch) {
+      model::Delivery d;
+      try {
+        d = model::DeliveryFromJson(nlohmann::json::parse(msg.Value()));
+      } catch (const nlohmann::json::exception& e) {
+        st.DeadLetter(ctx, msg, "invalid_json", e.what());
+        continue;
+      } catch (const InvalidInput& e) {
+        st.DeadLetter(ctx, msg, "schema", e.what());
+        continue;
+      }
+      switch (claims.Claim(d.notification_id, d.channel)) {
+        case deliver::ClaimState::kDone:
+          dupes.Inc();
+          continue;
+        case deliver::ClaimState::kHeldByOther:
+          // Another replica is sending it right now (or crashed mid-send; its lease expires).
+          throw TransientError("notification " + d.notification_id + " is claimed by another sender");
+        case deliver::ClaimState::kClaimed:
+          break;
+      }
+      const auto* tmpl = templates.Find(d.request.event_type, d.channel, d.locale);
+      templates::Rendered rendered;
+      try {
+        if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
+        rendered = templates::Render(*tmpl, d.vars);
+      } catch (const InvalidInput& e) {
+        claims.MarkDone(d.notification_id, d.channel, "failed");
+        st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, e.what()));
+        failed.Inc();
+        continue;
+      }
+      deliver::Email email;
+      email.to = d.address;
+      email.to_name = d.vars.value("first_name", "");
+      email.subject = rendered.subject;
+      email.text = rendered.text;
+      email.html = rendered.html;
+      email.message_id = d.notification_id + "@herald";
+      auto outcome = smtp.Send(email);
+      if (outcome.result == deliver::SendResult::kRetryLater) {
+        claims.Release(d.notification_id, d.channel);
+        throw TransientError("SMTP send of " + d.notification_id + " failed: " + outcome.detail);
+      }
+      auto status = outcome.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
+      claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));
+      auto s = model::MakeStatus(d, status, status == model::Status::kSent ? "" : outcome.detail);
+      s.provider = "smtp";
+      s.provider_message_id = email.message_id;
+      st.EmitStatus(ctx, s);
+      if (status == model::Status::kSent) {
+        sent.Inc();
+        e2e.Observe(std::chrono::duration<double>(s.at - d.request.created).count());
+      } else {
+        failed.Inc();
+      }
+    }
+  });
+}
+
+}  // namespace herald::consumers

@@ -1,0 +1,326 @@
+// The `herald` binary: every stage, the producers and the operator tools behind one CLI.
+// main only parses flags and wires components; the logic lives in pipeline/, consumers/
+// and producers/.
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include "herald/common/errors.hpp"
+#include "herald/common/logging.hpp"
+#include "herald/config/config.hpp"
+#include "herald/dev/fake_servers.hpp"
+#include "herald/dev/mail.hpp"
+#include "herald/dev/stack.hpp"
+#include "herald/http/client.hpp"
+#include "herald/kafka/embedded_broker.hpp"
+#include "herald/pg/migrate.hpp"
+#include "herald/stage/stage.hpp"
+#include "herald/topics/catalog.hpp"
+#include "producers.hpp"
+#include "stages.hpp"
+
+namespace {
+
+using herald::config::Config;
+
+int WaitForSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+int TopicsList() {
+  std::printf("%-28s %-9s %5s %4s %10s %-8s %s\n", "TOPIC", "FAMILY", "PARTS", "REPL", "RETENTION", "CLEANUP",
+              "KEY");
+  for (const auto& t : herald::topics::Catalog().All()) {
+    std::printf("%-28s %-9s %5d %4d %9lldh %-8s %s\n", t.name.c_str(), t.family.c_str(), t.partitions,
+                t.replication, static_cast<long long>(t.retention_ms / 3'600'000), t.cleanup.c_str(),
+                t.key.c_str());
+  }
+  return 0;
+}
+
+int Migrate(const Config& config) {
+  auto conn = herald::pg::Connect(config.pg_url);
+  auto applied = herald::pg::Migrate(*conn);
+  if (applied.empty()) std::cout << "database is up to date\n";
+  for (const auto& m : applied) std::cout << "applied " << m << "\n";
+  return 0;
+}
+
+int DevBroker(const std::string& host, int port, int brokers, int partitions) {
+  herald::kafka::EmbeddedBroker broker({host, port, brokers, partitions});
+  std::cout << "embedded Kafka broker listening on " << broker.Bootstrap() << " (mock brokers "
+            << broker.DirectBootstraps() << ")\n"
+            << "topics from topics/topics.json are created; try: kcat -b " << broker.Bootstrap() << " -L\n"
+            << std::flush;
+  WaitForSignal();
+  return 0;
+}
+
+int DevFakes(const std::map<std::string, int>& ports, std::uint64_t seed, std::uint64_t users) {
+  std::vector<std::unique_ptr<herald::dev::FakeServer>> servers;
+  for (const auto& [role, port] : ports) {
+    if (port < 0) continue;
+    herald::dev::FakeServerOptions o;
+    o.port = port;
+    o.seed = seed;
+    o.user_count = users;
+    servers.push_back(std::make_unique<herald::dev::FakeServer>(*herald::dev::ParseFakeRole(role), o));
+    servers.back()->Start();
+    std::cout << "fake " << role << " on " << servers.back()->BaseUrl() << "\n" << std::flush;
+  }
+  WaitForSignal();
+  return 0;
+}
+
+std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
+  std::map<std::string, std::string> env;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("export ", 0) != 0) continue;
+    auto eq = line.find('=');
+    std::string value = line.substr(eq + 1);
+    if (value.size() >= 2 && value.front() == '\'') value = value.substr(1, value.size() - 2);
+    env[line.substr(7, eq - 7)] = value;
+  }
+  return env;
+}
+
+int DevUp(herald::dev::StackOptions options, bool detach, bool demo) {
+  namespace fs = std::filesystem;
+  fs::create_directories(options.state_dir);
+  std::string state = fs::absolute(options.state_dir).string();
+  std::string pidfile = state + "/supervisor.pid";
+  if (std::ifstream in(pidfile); in) {
+    pid_t old = 0;
+    if (in >> old && old > 0 && ::kill(old, 0) == 0) {
+      std::cerr << "a stack is already running from " << state << " (pid " << old
+                << "); stop it with: herald dev down --state-dir " << options.state_dir << "\n";
+      return 1;
+    }
+  }
+  std::error_code ec;
+  fs::remove(state + "/ready", ec);
+  fs::remove(state + "/failed", ec);
+  if (detach) {
+    pid_t pid = ::fork();
+    if (pid < 0) throw herald::TransientError("fork failed");
+    if (pid > 0) {
+      // Parent: wait for the supervisor to report.
+      for (int i = 0; i < 2400; ++i) {
+        if (fs::exists(state + "/ready")) {
+          std::ifstream in(state + "/ready");
+          std::cout << in.rdbuf();
+          std::cout << "Stop it with: herald dev down --state-dir " << options.state_dir << "\n";
+          return demo ? 0 : 0;
+        }
+        if (fs::exists(state + "/failed")) {
+          std::ifstream in(state + "/failed");
+          std::cerr << "the development stack failed to start: " << in.rdbuf() << "\n";
+          return 1;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      std::cerr << "the development stack did not start within 120 s; see " << state << "/logs/\n";
+      return 1;
+    }
+    ::setsid();
+    std::string log = state + "/logs";
+    fs::create_directories(log);
+    std::freopen((log + "/supervisor.log").c_str(), "a", stdout);
+    std::freopen((log + "/supervisor.log").c_str(), "a", stderr);
+  }
+  std::ofstream(pidfile) << ::getpid() << "\n";
+  herald::dev::DevStack stack(options);
+  try {
+    stack.Up();
+  } catch (const std::exception& e) {
+    std::ofstream(state + "/failed") << e.what();
+    fs::remove(pidfile, ec);
+    if (!detach) std::cerr << "the development stack failed to start: " << e.what() << "\n";
+    return 1;
+  }
+  {
+    std::ofstream(state + "/ready.tmp") << stack.Summary();
+    fs::rename(state + "/ready.tmp", state + "/ready");
+  }
+  if (!detach) {
+    std::cout << stack.Summary() << "Press Ctrl-C to stop everything.\n" << std::flush;
+  }
+  WaitForSignal();
+  std::cout << "stopping the development stack...\n" << std::flush;
+  stack.Down();
+  fs::remove(pidfile, ec);
+  fs::remove(state + "/ready", ec);
+  std::cout << "stopped\n";
+  return 0;
+}
+
+// Sends welcome events through the ingest API and prints the emails as the SMTP sink
+// receives them.
+int Demo(const std::string& state_dir, int count, int timeout_s) {
+  namespace fs = std::filesystem;
+  auto env = ReadEnvFile(fs::absolute(state_dir).string() + "/dev.env");
+  for (const char* k : {"HERALD_INGEST_URL", "HERALD_INGEST_TOKEN", "HERALD_SMTP_DIR"}) {
+    if (env[k].empty()) {
+      std::cerr << "no running stack in " << state_dir << " (missing " << k << " in dev.env); start one with: herald dev up --detach\n";
+      return 1;
+    }
+  }
+  auto before = herald::dev::ReadMailDir(env["HERALD_SMTP_DIR"]).size();
+  herald::http::Client client({std::chrono::milliseconds(1000), std::chrono::milliseconds(15000), "herald-demo",
+                               env["HERALD_INGEST_TOKEN"]});
+  std::set<std::string> users;
+  for (int i = 0; i < count; ++i) {
+    std::string user = "u-" + std::to_string(1 + i);
+    nlohmann::json event = {{"event_type", "user.registered"},
+                            {"created_dt", herald::FormatRfc3339(herald::NowMs())},
+                            {"priority", 0},
+                            {"payload", {{"user", {user}}}}};
+    auto res = client.Post(env["HERALD_INGEST_URL"] + "/v1/events", event.dump());
+    std::cout << "POST /v1/events user.registered for " << user << " -> " << res.status << " " << res.body << "\n";
+    if (res.status != 202) return 1;
+  }
+  std::cout << "waiting for the welcome emails...\n" << std::flush;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  std::size_t shown = before;
+  while (std::chrono::steady_clock::now() < deadline && shown < before + static_cast<std::size_t>(count)) {
+    auto mails = herald::dev::ReadMailDir(env["HERALD_SMTP_DIR"]);
+    for (; shown < mails.size(); ++shown) {
+      const auto& m = mails[shown];
+      std::cout << "\n==================== delivered email ====================\n"
+                << "From:    " << m.from << "\nTo:      " << m.to << "\nSubject: " << m.subject << "\n\n"
+                << m.text << "=========================================================\n"
+                << "(saved as " << m.file << ")\n"
+                << std::flush;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (shown < before + static_cast<std::size_t>(count)) {
+    std::cerr << "only " << shown - before << " of " << count << " emails arrived within " << timeout_s
+              << " s; see " << state_dir << "/logs/\n";
+    return 1;
+  }
+  std::cout << "\n" << count << " welcome email(s) delivered end to end.\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  herald::stage::BlockSignals();
+  CLI::App app{"Herald: a Kafka-native notification pipeline"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "All subcommands' options");
+
+  // Every setting is a flag too; flags override environment variables.
+  std::map<std::string, std::vector<std::string>> flag_values;
+  for (const auto& key : herald::config::Keys()) {
+    auto* opt = app.add_option("--" + key.flag, flag_values[key.flag], key.description + " [" + key.env + "]");
+    opt->group("Settings");
+    if (key.flag == "kafka") opt->take_all();
+  }
+
+  auto* cfg_cmd = app.add_subcommand("config", "Print every setting with its environment variable and default");
+  auto* plan = app.add_subcommand("plan", "Plan stage: validate events and fan out to recipients");
+  auto* enrich = app.add_subcommand("enrich", "Enrich stage: user data, channel choice, routing");
+  auto* deliver = app.add_subcommand("deliver", "Delivery stage for one channel");
+  std::string channel = "email";
+  deliver->add_option("--channel", channel, "email | sms | telegram | push")->capture_default_str();
+  auto* ledger = app.add_subcommand("ledger", "Ledger stage: statuses into PostgreSQL");
+  auto* ingest = app.add_subcommand("ingest", "Ingest HTTP API: POST /v1/events");
+  auto* publish = app.add_subcommand("publish", "Publish events from a file or stdin");
+  herald::producers::PublishOptions publish_opts;
+  bool no_validate = false;
+  publish->add_option("--file,-f", publish_opts.file, "JSON file (default: stdin)");
+  publish->add_option("--topic", publish_opts.topic, "Override the topic");
+  publish->add_flag("--no-validate", no_validate, "Send as is (for testing dead letters; needs --topic)");
+  auto* topics = app.add_subcommand("topics", "Kafka topics declared in topics/topics.json");
+  auto* topics_list = topics->add_subcommand("list", "Print every declared topic");
+  topics->require_subcommand(1);
+  auto* migrate = app.add_subcommand("migrate", "Apply the PostgreSQL migrations");
+  auto* demo = app.add_subcommand("demo", "Send welcome events to a running dev stack and show the emails");
+  std::string state_dir = ".herald";
+  int demo_count = 2, demo_timeout = 60;
+  demo->add_option("--state-dir", state_dir, "State directory of the dev stack")->capture_default_str();
+  demo->add_option("--count", demo_count, "How many users to welcome")->capture_default_str();
+  demo->add_option("--timeout", demo_timeout, "Seconds to wait for the emails")->capture_default_str();
+
+  auto* dev = app.add_subcommand("dev", "Local development stack");
+  dev->require_subcommand(1);
+  auto* dev_broker = dev->add_subcommand("broker", "Embedded Kafka broker (librdkafka mock cluster) over TCP");
+  std::string broker_host = "127.0.0.1";
+  int broker_port = 39092, broker_count = 1, broker_partitions = 0;
+  dev_broker->add_option("--host", broker_host)->capture_default_str();
+  dev_broker->add_option("--port", broker_port, "Stable bootstrap port (0 = any free)")->capture_default_str();
+  dev_broker->add_option("--brokers", broker_count, "Mock brokers in the cluster")->capture_default_str();
+  dev_broker->add_option("--min-partitions", broker_partitions, "Raise every topic to at least this many partitions");
+  auto* dev_fakes = dev->add_subcommand("fakes", "Fake auth/ugc/movies APIs and sms/telegram/push providers");
+  std::map<std::string, int> fake_ports = {{"auth", -1}, {"ugc", -1}, {"movies", -1}, {"sms", -1}, {"telegram", -1}, {"push", -1}};
+  for (auto& [role, port] : fake_ports) dev_fakes->add_option("--" + role + "-port", port, "Port of the fake " + role + " (0 = any)");
+  std::uint64_t seed = 42, user_count = 1'000'000;
+  dev_fakes->add_option("--seed", seed)->capture_default_str();
+  dev_fakes->add_option("--users", user_count, "Synthetic users u-1..u-N")->capture_default_str();
+  auto* dev_up = dev->add_subcommand("up", "Start broker, PostgreSQL, Redis, SMTP sink, fakes and every stage");
+  herald::dev::StackOptions stack_opts;
+  bool detach = false;
+  dev_up->add_option("--state-dir", stack_opts.state_dir, "Where state, logs and mail go")->capture_default_str();
+  dev_up->add_option("--broker-port", stack_opts.broker_port, "Bootstrap port of the embedded broker")->capture_default_str();
+  dev_up->add_flag("--detach", detach, "Run in the background");
+  auto* dev_down = dev->add_subcommand("down", "Stop a detached stack");
+  std::string down_dir = ".herald";
+  dev_down->add_option("--state-dir", down_dir)->capture_default_str();
+
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, ingest, publish, topics, migrate, demo, dev}) sub->fallthrough();
+  for (auto* sub : {topics_list, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    Config config = herald::config::FromEnvironment(herald::config::ProcessEnvironment());
+    for (const auto& [flag, values] : flag_values) {
+      for (const auto& v : values) herald::config::Apply(config, flag, v);
+    }
+    herald::ConfigureLogging(config.log_level, config.log_format);
+
+    if (*cfg_cmd) { std::cout << herald::config::Describe(); return 0; }
+    if (*plan) return herald::consumers::RunPlan(config);
+    if (*enrich) return herald::consumers::RunEnrich(config);
+    if (*deliver) return herald::consumers::RunDeliver(config, channel);
+    if (*ledger) return herald::consumers::RunLedger(config);
+    if (*ingest) return herald::producers::RunIngest(config);
+    if (*publish) {
+      publish_opts.validate = !no_validate;
+      return herald::producers::RunPublish(config, publish_opts, std::cout);
+    }
+    if (*topics_list) return TopicsList();
+    if (*migrate) return Migrate(config);
+    if (*demo) return Demo(state_dir, demo_count, demo_timeout);
+    if (*dev_broker) return DevBroker(broker_host, broker_port, broker_count, broker_partitions);
+    if (*dev_fakes) return DevFakes(fake_ports, seed, user_count);
+    if (*dev_up) return DevUp(stack_opts, detach, false);
+    if (*dev_down) return herald::dev::StopDetached(down_dir);
+  } catch (const herald::InvalidInput& e) {
+    std::cerr << "herald: " << e.what() << "\n";
+    return 2;
+  } catch (const herald::ConfigError& e) {
+    std::cerr << "herald: configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "herald: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,207 @@
+#include "herald/config/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "herald/common/errors.hpp"
+
+extern char** environ;
+
+namespace herald::config {
+namespace {
+
+std::size_t ParseSize(const std::string& name, const std::string& v) {
+  try {
+    std::size_t pos = 0;
+    long long n = std::stoll(v, &pos);
+    if (pos != v.size() || n < 0) throw std::invalid_argument(v);
+    return static_cast<std::size_t>(n);
+  } catch (const std::exception&) {
+    throw ConfigError(name + ": '" + v + "' is not a non-negative integer");
+  }
+}
+
+int ParsePort(const std::string& name, const std::string& v) {
+  auto n = ParseSize(name, v);
+  if (n > 65535) throw ConfigError(name + ": port " + v + " is out of range");
+  return static_cast<int>(n);
+}
+
+template <typename Field>
+std::function<void(Config&, const std::string&)> Str(Field Config::*field) {
+  return [field](Config& c, const std::string& v) { c.*field = v; };
+}
+
+std::vector<Key> BuildKeys() {
+  using namespace std::chrono;
+  std::vector<Key> k;
+  auto add = [&](std::string env, std::string flag, std::string def, std::string desc,
+                 std::function<void(Config&, const std::string&)> set, bool secret = false) {
+    k.push_back({std::move(env), std::move(flag), std::move(def), std::move(desc), secret,
+                 std::move(set)});
+  };
+  add("HERALD_BROKERS", "brokers", "127.0.0.1:39092", "Kafka bootstrap servers", Str(&Config::brokers));
+  add("HERALD_KAFKA_<OPTION>", "kafka", "", "Raw librdkafka setting: HERALD_KAFKA_SECURITY_PROTOCOL=ssl or --kafka security.protocol=ssl (repeatable)",
+      [](Config& c, const std::string& v) {
+        auto eq = v.find('=');
+        if (eq == std::string::npos || eq == 0) throw ConfigError("--kafka expects key=value, got '" + v + "'");
+        c.kafka[v.substr(0, eq)] = v.substr(eq + 1);
+      });
+  add("HERALD_GROUP_ID", "group-id", "herald-<stage>", "Consumer group id", Str(&Config::group_id));
+  add("HERALD_GROUP_INSTANCE_ID", "group-instance-id", "", "Static group membership id (fewer rebalances on restart)", Str(&Config::group_instance_id));
+  add("HERALD_BATCH_SIZE", "batch-size", "500", "Records per poll batch",
+      [](Config& c, const std::string& v) {
+        c.batch_size = ParseSize("HERALD_BATCH_SIZE", v);
+        if (c.batch_size == 0) throw ConfigError("HERALD_BATCH_SIZE must be at least 1");
+      });
+  add("HERALD_POLL_TIMEOUT", "poll-timeout", "100ms", "How long a poll waits for the first record",
+      [](Config& c, const std::string& v) { c.poll_timeout = ParseDuration(v); });
+  add("HERALD_DRAIN_TIMEOUT", "drain-timeout", "8s", "On SIGTERM, how long in-flight work may take before the stage leaves its group",
+      [](Config& c, const std::string& v) { c.drain_timeout = ParseDuration(v); });
+  add("HERALD_PG_URL", "pg-url", "postgresql://postgres@127.0.0.1:5432/herald", "PostgreSQL connection URL", Str(&Config::pg_url), true);
+  add("HERALD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis://[:password@]host:port/db)", Str(&Config::redis_url), true);
+  add("HERALD_AUTH_URL", "auth-url", "http://127.0.0.1:18081", "auth API base URL", Str(&Config::auth_url));
+  add("HERALD_UGC_URL", "ugc-url", "http://127.0.0.1:18082", "ugc API base URL", Str(&Config::ugc_url));
+  add("HERALD_MOVIES_URL", "movies-url", "http://127.0.0.1:18083", "movies API base URL", Str(&Config::movies_url));
+  add("HERALD_HTTP_CONNECT_TIMEOUT", "http-connect-timeout", "1s", "Upstream HTTP connect timeout",
+      [](Config& c, const std::string& v) { c.http_connect_timeout = ParseDuration(v); });
+  add("HERALD_HTTP_TIMEOUT", "http-timeout", "5s", "Upstream HTTP total timeout per request",
+      [](Config& c, const std::string& v) { c.http_timeout = ParseDuration(v); });
+  add("HERALD_SMTP_URL", "smtp-url", "smtp://127.0.0.1:2525", "SMTP server (smtp:// or smtps://)", Str(&Config::smtp_url));
+  add("HERALD_SMTP_FROM", "smtp-from", "Herald Cinema <noreply@cinema.example>", "From header of emails", Str(&Config::smtp_from));
+  add("HERALD_SMTP_USER", "smtp-user", "", "SMTP user name", Str(&Config::smtp_user), true);
+  add("HERALD_SMTP_PASSWORD", "smtp-password", "", "SMTP password", Str(&Config::smtp_password), true);
+  add("HERALD_SMS_URL", "sms-url", "", "SMS provider base URL", Str(&Config::sms_url));
+  add("HERALD_TELEGRAM_URL", "telegram-url", "", "Telegram Bot API base URL", Str(&Config::telegram_url));
+  add("HERALD_PUSH_URL", "push-url", "", "Push provider base URL", Str(&Config::push_url));
+  add("HERALD_CLAIM_LEASE", "claim-lease", "30s", "How long a delivery claim is held before another replica may take it over",
+      [](Config& c, const std::string& v) { c.claim_lease = duration_cast<seconds>(ParseDuration(v)); });
+  add("HERALD_CLAIM_TTL", "claim-ttl", "7d", "How long a sent claim blocks a duplicate send",
+      [](Config& c, const std::string& v) { c.claim_ttl = duration_cast<hours>(ParseDuration(v)); });
+  add("HERALD_HTTP_HOST", "http-host", "0.0.0.0", "Address the stage's HTTP server binds", Str(&Config::http_host));
+  add("HERALD_HTTP_PORT", "http-port", "8080", "Port of the stage's HTTP server (API, /metrics, /healthz, /readyz)",
+      [](Config& c, const std::string& v) { c.http_port = ParsePort("HERALD_HTTP_PORT", v); });
+  add("HERALD_MAX_BODY_BYTES", "max-body-bytes", "1048576", "Largest accepted HTTP request body",
+      [](Config& c, const std::string& v) { c.max_body_bytes = ParseSize("HERALD_MAX_BODY_BYTES", v); });
+  add("HERALD_INGEST_TOKEN", "ingest-token", "", "Bearer token(s) for the ingest API, comma-separated, optionally source:token", Str(&Config::ingest_token), true);
+  add("HERALD_ADMIN_TOKEN", "admin-token", "", "Bearer token for the admin API", Str(&Config::admin_token), true);
+  add("HERALD_INGEST_URL", "ingest-url", "", "Ingest API URL (clients: herald demo, scripts)", Str(&Config::ingest_url));
+  add("HERALD_ADMIN_URL", "admin-url", "", "Admin API URL (clients)", Str(&Config::admin_url));
+  add("HERALD_SMTP_DIR", "smtp-dir", "", "Directory where the dev SMTP sink writes one .eml per message", Str(&Config::smtp_dir));
+  add("HERALD_SCHEMA_DIR", "schema-dir", "", "Extra schema directory (events/*.json) for event types added without a rebuild", Str(&Config::schema_dir));
+  add("HERALD_LOG_LEVEL", "log-level", "info", "trace, debug, info, warn, error, critical or off",
+      [](Config& c, const std::string& v) {
+        static const std::vector<std::string> ok = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+        if (std::find(ok.begin(), ok.end(), v) == ok.end()) throw ConfigError("HERALD_LOG_LEVEL: unknown level '" + v + "'");
+        c.log_level = v;
+      });
+  add("HERALD_LOG_FORMAT", "log-format", "text", "text or json",
+      [](Config& c, const std::string& v) {
+        if (v != "text" && v != "json") throw ConfigError("HERALD_LOG_FORMAT must be text or json, got '" + v + "'");
+        c.log_format = v;
+      });
+  return k;
+}
+
+std::string ReadSecretFile(const std::string& name, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(name + ": cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string v = ss.str();
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  return v;
+}
+
+// Environment variables that are not Herald settings but are written to dev.env for scripts.
+bool IsInformational(const std::string& name) {
+  return name == "HERALD_STATE_DIR" || name == "HERALD_BROKERS_DIRECT";
+}
+
+}  // namespace
+
+const std::vector<Key>& Keys() {
+  static const std::vector<Key> keys = BuildKeys();
+  return keys;
+}
+
+std::chrono::milliseconds ParseDuration(const std::string& text) {
+  std::size_t pos = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &pos);
+  } catch (const std::exception&) {
+    throw ConfigError("'" + text + "' is not a duration (e.g. 250ms, 5s, 2m, 1h, 7d)");
+  }
+  if (n < 0) throw ConfigError("duration '" + text + "' is negative");
+  std::string unit = text.substr(pos);
+  using namespace std::chrono;
+  if (unit.empty() || unit == "ms") return milliseconds(n);
+  if (unit == "s") return seconds(n);
+  if (unit == "m") return minutes(n);
+  if (unit == "h") return hours(n);
+  if (unit == "d") return hours(24 * n);
+  throw ConfigError("duration '" + text + "' has an unknown unit (use ms, s, m, h or d)");
+}
+
+void Apply(Config& config, const std::string& name, const std::string& value) {
+  for (const auto& key : Keys()) {
+    if (key.flag == name || key.env == name) {
+      key.set(config, value);
+      return;
+    }
+  }
+  throw ConfigError("unknown setting '" + name + "'");
+}
+
+Config FromEnvironment(const std::map<std::string, std::string>& env) {
+  Config c;
+  for (const auto& [name, value] : env) {
+    if (!name.starts_with("HERALD_") || IsInformational(name)) continue;
+    if (name.starts_with("HERALD_KAFKA_")) {
+      std::string opt = name.substr(13);
+      for (auto& ch : opt) ch = ch == '_' ? '.' : static_cast<char>(std::tolower(ch));
+      c.kafka[opt] = value;
+      continue;
+    }
+    bool from_file = name.ends_with("_FILE");
+    std::string base = from_file ? name.substr(0, name.size() - 5) : name;
+    const Key* key = nullptr;
+    for (const auto& k : Keys()) {
+      if (k.env == base) key = &k;
+    }
+    if (!key) {
+      throw ConfigError("unknown environment variable " + name +
+                        " (see `herald config` for the list of settings)");
+    }
+    if (from_file && !key->secret) {
+      throw ConfigError(name + ": only secrets can be read from files");
+    }
+    key->set(c, from_file ? ReadSecretFile(name, value) : value);
+  }
+  return c;
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+std::string Describe() {
+  std::string out = "| environment | flag | default | description |\n|---|---|---|---|\n";
+  for (const auto& k : Keys()) {
+    out += "| `" + k.env + "` | `--" + k.flag + "` | " +
+           (k.default_text.empty() ? "" : "`" + k.default_text + "`") + " | " + k.description +
+           (k.secret ? " (secret: also `" + k.env + "_FILE`)" : "") + " |\n";
+  }
+  return out;
+}
+
+}  // namespace herald::config

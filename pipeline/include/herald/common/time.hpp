@@ -1,0 +1,23 @@
+#pragma once
+// Wall-clock helpers: RFC 3339 parsing/formatting and an injectable clock.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace herald {
+
+using Clock = std::chrono::system_clock;
+using TimePoint = std::chrono::time_point<Clock, std::chrono::milliseconds>;
+
+/// Parses an RFC 3339 timestamp ("2026-11-21T10:00:00Z", "...T10:00:00.123+03:00").
+/// Returns nullopt when the text is not a valid RFC 3339 date-time.
+std::optional<TimePoint> ParseRfc3339(std::string_view text);
+
+/// Formats as UTC with milliseconds: "2026-11-21T10:00:00.000Z".
+std::string FormatRfc3339(TimePoint tp);
+
+TimePoint NowMs();
+
+}  // namespace herald

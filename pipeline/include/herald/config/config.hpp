@@ -1,0 +1,89 @@
+#pragma once
+// Herald's configuration: every setting in one table, read from HERALD_* environment
+// variables and overridden by command-line flags. `herald config` prints the table;
+// docs/configuration.md is generated from it.
+//
+// Secrets (tokens, passwords) may also come from a mounted file: HERALD_<NAME>_FILE.
+// An unknown HERALD_* variable is an error, so a typo never silently falls back to a default.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace herald::config {
+
+struct Config {
+  // Kafka
+  std::string brokers = "127.0.0.1:39092";
+  std::map<std::string, std::string> kafka;  // raw librdkafka settings (kafka.*)
+  std::string group_id;                      // empty = the stage's default herald-<stage>
+  std::string group_instance_id;             // static membership when set
+  std::size_t batch_size = 500;
+  std::chrono::milliseconds poll_timeout{100};
+  std::chrono::milliseconds drain_timeout{8000};
+  // Storage
+  std::string pg_url = "postgresql://postgres@127.0.0.1:5432/herald";
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  // Upstream APIs
+  std::string auth_url = "http://127.0.0.1:18081";
+  std::string ugc_url = "http://127.0.0.1:18082";
+  std::string movies_url = "http://127.0.0.1:18083";
+  std::chrono::milliseconds http_connect_timeout{1000};
+  std::chrono::milliseconds http_timeout{5000};
+  // Providers
+  std::string smtp_url = "smtp://127.0.0.1:2525";
+  std::string smtp_from = "Herald Cinema <noreply@cinema.example>";
+  std::string smtp_user;
+  std::string smtp_password;
+  std::string sms_url;
+  std::string telegram_url;
+  std::string push_url;
+  std::chrono::seconds claim_lease{30};
+  std::chrono::hours claim_ttl{24 * 7};
+  // HTTP serving (ingest/admin APIs and every stage's /metrics, /healthz, /readyz)
+  std::string http_host = "0.0.0.0";
+  int http_port = 8080;
+  std::size_t max_body_bytes = 1 << 20;
+  std::string ingest_token;
+  std::string admin_token;
+  // Client-side addresses (herald publish/demo and scripts)
+  std::string ingest_url;
+  std::string admin_url;
+  std::string smtp_dir;
+  // Misc
+  std::string schema_dir;
+  std::string log_level = "info";
+  std::string log_format = "text";
+};
+
+struct Key {
+  std::string env;          // HERALD_BROKERS
+  std::string flag;         // --brokers
+  std::string default_text; // as documented
+  std::string description;
+  bool secret = false;
+  std::function<void(Config&, const std::string&)> set;
+};
+
+/// The table of every setting.
+const std::vector<Key>& Keys();
+
+/// Builds a configuration from environment variables (a map, for testability). Throws
+/// ConfigError for an unknown HERALD_* variable or a malformed value, naming it.
+Config FromEnvironment(const std::map<std::string, std::string>& env);
+
+/// The process environment as a map.
+std::map<std::string, std::string> ProcessEnvironment();
+
+/// Applies one setting by flag name (without dashes) or env name. Throws ConfigError.
+void Apply(Config& config, const std::string& name, const std::string& value);
+
+/// Parses "250ms", "5s", "2m", "1h", "7d" or a bare number of milliseconds.
+std::chrono::milliseconds ParseDuration(const std::string& text);
+
+/// Markdown table of all keys (docs/configuration.md).
+std::string Describe();
+
+}  // namespace herald::config

@@ -1,0 +1,45 @@
+#pragma once
+// HTTP serving (cpp-httplib): a server running on its own thread pool, the operational
+// routes every long-running stage serves, and JSON error helpers.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "herald/metrics/registry.hpp"
+
+namespace herald::http {
+
+class Server {
+ public:
+  Server();
+  ~Server();  // Stop()
+  httplib::Server& Raw() { return server_; }
+  /// Binds (port 0 = any free port) and serves on a background thread. Throws ConfigError
+  /// if it cannot bind. Returns once listening.
+  void Start(const std::string& host, int port);
+  void Stop() noexcept;
+  int Port() const { return port_; }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+/// Liveness: returns an error message when the stage is stuck, empty when healthy.
+using Probe = std::function<std::string()>;
+
+/// Adds GET /metrics, /healthz and /readyz, and a JSON 404 / 500 for everything else.
+void AddOpsRoutes(Server& server, metrics::Registry& registry, Probe liveness, Probe readiness);
+
+/// Writes {"error": message, "field": field?} with the given status.
+void JsonError(httplib::Response& res, int status, const std::string& message,
+               const std::string& field = {});
+void Json(httplib::Response& res, int status, const nlohmann::json& body);
+
+}  // namespace herald::http

@@ -1,0 +1,118 @@
+#pragma once
+// RAII consumer loop with at-least-once semantics.
+//
+// Each poll returns a batch; the handler processes it and produces its output through the
+// BatchContext. Offsets of the batch are stored only after every record the handler produced
+// is acknowledged by the broker, and committed asynchronously, on partition revoke and on
+// close. If the handler throws, or a produced record fails, the batch's partitions are
+// rewound to the batch start and the batch is processed again after a backoff; nothing is
+// skipped, so handlers must be idempotent (Herald's deterministic ids make them so).
+//
+// Thread safety: Run() blocks the calling thread; Stop(), Pause(), Resume() and the
+// status accessors may be called from any thread.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string_view>
+
+#include "herald/kafka/producer.hpp"
+#include "herald/kafka/types.hpp"
+
+namespace herald::kafka {
+
+/// One consumed record. Owns the underlying librdkafka message; views stay valid as long as
+/// the Message lives.
+class Message {
+ public:
+  struct Impl;
+  explicit Message(std::unique_ptr<Impl> impl);
+  Message(Message&&) noexcept;
+  Message& operator=(Message&&) noexcept;
+  ~Message();
+
+  std::string_view Topic() const;
+  std::int32_t Partition() const;
+  std::int64_t Offset() const;
+  std::optional<std::string_view> Key() const;
+  std::string_view Value() const;
+  std::int64_t TimestampMs() const;  // -1 when not available
+  std::optional<std::string_view> HeaderValue(std::string_view name) const;
+  std::vector<kafka::Header> Headers() const;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Given to a batch handler: everything produced through it is tracked, and the batch's
+/// offsets are stored only when all of it is acknowledged.
+class BatchContext {
+ public:
+  BatchContext(Producer& producer, AckGroup& acks) : producer_(producer), acks_(acks) {}
+  void Produce(const OutRecord& record) { producer_.Produce(record, acks_.Track()); }
+  std::size_t Produced() const { return acks_.Pending(); }
+
+ private:
+  Producer& producer_;
+  AckGroup& acks_;
+};
+
+class ConsumerLoop {
+ public:
+  struct Options {
+    std::string brokers;
+    std::string group_id;
+    std::vector<std::string> topics;
+    Settings settings;  // raw librdkafka options, override the defaults
+    std::size_t batch_size = 500;
+    std::chrono::milliseconds poll_timeout{100};
+    std::chrono::milliseconds ack_timeout{30'000};
+    std::chrono::milliseconds max_backoff{5'000};
+    std::string group_instance_id;  // static membership when set
+  };
+  using BatchHandler = std::function<void(std::span<const Message> batch, BatchContext& ctx)>;
+  /// Optional hook called after a batch's offsets are stored.
+  using CommitHook = std::function<void(std::span<const Message> batch)>;
+
+  ConsumerLoop(Options options, Producer& producer);
+  ~ConsumerLoop();
+  ConsumerLoop(const ConsumerLoop&) = delete;
+  ConsumerLoop& operator=(const ConsumerLoop&) = delete;
+
+  /// Subscribes and processes batches until Stop(). On return the consumer has committed its
+  /// offsets and left the group. Throws ConfigError if it cannot subscribe.
+  void Run(const BatchHandler& handler);
+
+  /// Asks Run() to finish the batch in hand, commit and leave. Idempotent, noexcept.
+  void Stop() noexcept;
+
+  /// Pauses / resumes fetching from the given partitions (those currently assigned).
+  void Pause(const std::vector<TopicPartition>& partitions);
+  void Resume(const std::vector<TopicPartition>& partitions);
+  /// Pause/resume every partition of `topic` currently assigned.
+  void PauseTopic(std::string_view topic);
+  void ResumeTopic(std::string_view topic);
+
+  std::vector<TopicPartition> Assignment() const;
+  /// Milliseconds since the epoch of the last completed poll (liveness).
+  std::int64_t LastPollMs() const { return last_poll_ms_.load(); }
+  /// True once the consumer has joined its group and received an assignment.
+  bool Ready() const { return ready_.load(); }
+  void SetCommitHook(CommitHook hook) { commit_hook_ = std::move(hook); }
+
+  struct Impl;
+
+ private:
+  Options options_;
+  Producer& producer_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> last_poll_ms_{0};
+  std::atomic<bool> ready_{false};
+  CommitHook commit_hook_;
+  std::unique_ptr<Impl> impl_;  // declared last: destroyed first
+};
+
+}  // namespace herald::kafka

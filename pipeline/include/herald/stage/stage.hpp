@@ -1,0 +1,76 @@
+#pragma once
+// The common shell of a long-running stage: an idempotent producer, an at-least-once consumer
+// loop, the ops HTTP server (/metrics, /healthz, /readyz), per-stage metrics, dead-lettering,
+// and graceful shutdown on SIGTERM/SIGINT (finish the batch in hand, commit, leave the group
+// within the drain timeout).
+//
+// Lifecycle: construct, optionally add HTTP routes via Http(), then Run(handler) blocks until
+// a signal or RequestStop().
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herald/config/config.hpp"
+#include "herald/http/server.hpp"
+#include "herald/kafka/consumer.hpp"
+#include "herald/kafka/producer.hpp"
+#include "herald/metrics/registry.hpp"
+#include "herald/model/records.hpp"
+
+namespace herald::stage {
+
+struct StageSpec {
+  std::string name;                 // "plan", "deliver-email", ...
+  std::vector<std::string> topics;  // subscribed topics (empty: no consumer, e.g. ingest)
+};
+
+class Stage {
+ public:
+  Stage(const config::Config& config, StageSpec spec);
+  ~Stage();
+
+  kafka::Producer& Producer() { return *producer_; }
+  kafka::ConsumerLoop& Consumer() { return *consumer_; }
+  http::Server& Http() { return http_; }
+  metrics::Registry& Metrics() { return metrics::Default(); }
+  const config::Config& Config() const { return config_; }
+  const std::string& Name() const { return spec_.name; }
+
+  /// Produces a record as part of the batch and counts it.
+  void Produce(kafka::BatchContext& ctx, const kafka::OutRecord& record);
+  /// Sends a consumed record to notify.dlq.v1 with its origin and the reason.
+  void DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m, const std::string& error_class,
+                  const std::string& reason);
+  /// Produces a status change to notify.status.v1.
+  void EmitStatus(kafka::BatchContext& ctx, const model::StatusRecord& status);
+
+  /// Serves HTTP, installs signal handling and runs the consumer loop until stopped.
+  /// Returns the process exit code.
+  int Run(const kafka::ConsumerLoop::BatchHandler& handler);
+  /// For stages without a consumer (ingest): serve HTTP until a signal arrives.
+  int ServeUntilSignal();
+  void RequestStop() noexcept;
+
+ private:
+  void StartSignalWatcher();
+  config::Config config_;
+  StageSpec spec_;
+  metrics::Counter* consumed_ = nullptr;
+  metrics::Counter* dead_letters_ = nullptr;
+  metrics::Histogram* batch_seconds_ = nullptr;
+  std::unique_ptr<kafka::Producer> producer_;
+  http::Server http_;
+  std::atomic<bool> stop_{false};
+  std::thread signal_thread_;
+  std::unique_ptr<kafka::ConsumerLoop> consumer_;  // declared last: stops first
+};
+
+/// Blocks SIGTERM/SIGINT/SIGPIPE in the calling thread (call first thing in main, before any
+/// thread starts), so a dedicated thread can sigwait() for them.
+void BlockSignals();
+
+/// The librdkafka settings a config implies (raw kafka.* passthrough).
+kafka::Producer::Options ProducerOptions(const config::Config& config, const std::string& client_id);
+
+}  // namespace herald::stage

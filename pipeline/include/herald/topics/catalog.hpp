@@ -1,0 +1,56 @@
+#pragma once
+// Herald's Kafka topics, read from topics/topics.json (compiled in). The only place topic
+// names come from: stages ask the catalog by role, never spell a name.
+
+#include <chrono>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace herald::topics {
+
+struct TopicSpec {
+  std::string name;
+  std::string family;     // events | requests | deliver | retry | status | dlq
+  std::string source;     // events: auth | ugc | content | admin
+  std::string channel;    // deliver: email | sms | telegram | push
+  std::string priority;   // deliver: high | normal | low
+  std::string tier;       // retry: 30s | 5m | 1h
+  std::chrono::seconds delay{0};  // retry: how long records wait
+  int partitions = 1;
+  int replication = 1;
+  std::int64_t retention_ms = 0;
+  std::string cleanup;    // delete | compact
+  std::string key;        // what the record key is
+  std::string purpose;
+};
+
+class TopicCatalog {
+ public:
+  /// Parses a topics.json document; throws ConfigError naming the bad entry.
+  explicit TopicCatalog(const nlohmann::json& doc);
+
+  const std::vector<TopicSpec>& All() const { return topics_; }
+  const TopicSpec* Find(std::string_view name) const;
+
+  /// Role lookups; each throws ConfigError if topics.json does not declare the topic.
+  const std::string& Events(std::string_view source) const;
+  const std::string& Requests() const;
+  const std::string& Deliver(std::string_view channel, std::string_view priority) const;
+  const std::string& Status() const;
+  const std::string& Dlq() const;
+  std::vector<const TopicSpec*> Family(std::string_view family) const;
+
+ private:
+  const TopicSpec& One(std::string_view family, std::string_view a = {},
+                       std::string_view b = {}) const;
+  std::vector<TopicSpec> topics_;
+};
+
+/// The compiled-in catalog (topics/topics.json).
+const TopicCatalog& Catalog();
+
+}  // namespace herald::topics

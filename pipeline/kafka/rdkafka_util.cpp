@@ -1,0 +1,72 @@
+#include "kafka/rdkafka_util.hpp"
+
+#include <chrono>
+#include <mutex>
+
+#include "herald/common/errors.hpp"
+#include "herald/common/logging.hpp"
+
+namespace herald::kafka::detail {
+namespace {
+
+void LogCallback(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  static auto log = Logger("kafka");
+  // syslog levels: 0..3 error, 4 warning, 5..6 info, 7 debug.
+  auto lvl = level <= 3   ? spdlog::level::err
+             : level == 4 ? spdlog::level::warn
+             : level <= 6 ? spdlog::level::info
+                          : spdlog::level::debug;
+  log->log(lvl, "{} {}: {}", rk ? rd_kafka_name(rk) : "-", fac, buf);
+}
+
+void ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void*) {
+  static auto log = Logger("kafka");
+  // Transport errors repeat every reconnect attempt; log each distinct one at most once a
+  // second so a broker outage does not flood the log.
+  static std::mutex mu;
+  static auto last = std::chrono::steady_clock::time_point{};
+  static std::string last_reason;
+  {
+    std::lock_guard lock(mu);
+    auto now = std::chrono::steady_clock::now();
+    if (reason == last_reason && now - last < std::chrono::seconds(1)) return;
+    last = now;
+    last_reason = reason;
+  }
+  auto code = static_cast<rd_kafka_resp_err_t>(err);
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[512];
+    rd_kafka_fatal_error(rk, buf, sizeof buf);
+    log->critical("{}: fatal error: {}", rd_kafka_name(rk), buf);
+    return;
+  }
+  log->warn("{}: {} ({})", rd_kafka_name(rk), reason, rd_kafka_err2name(code));
+}
+
+}  // namespace
+
+ConfHandle BuildConf(const Settings& defaults, const Settings& overrides) {
+  ConfHandle conf{rd_kafka_conf_new()};
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) !=
+        RD_KAFKA_CONF_OK) {
+      throw ConfigError("kafka setting '" + k + "': " + err);
+    }
+  };
+  for (const auto& [k, v] : defaults) set(k, v);
+  for (const auto& [k, v] : overrides) set(k, v);
+  rd_kafka_conf_set_log_cb(conf.get(), LogCallback);
+  rd_kafka_conf_set_error_cb(conf.get(), ErrorCallback);
+  return conf;
+}
+
+KafkaHandle CreateHandle(rd_kafka_type_t type, ConfHandle conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (!rk) throw ConfigError(std::string("cannot create Kafka client: ") + err);
+  conf.release();  // rd_kafka_new took ownership
+  return KafkaHandle{rk};
+}
+
+}  // namespace herald::kafka::detail

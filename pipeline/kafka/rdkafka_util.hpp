@@ -1,0 +1,55 @@
+#pragma once
+// Private helpers shared by the producer, the consumer loop and the embedded broker:
+// one owning RAII wrapper per librdkafka handle, and configuration building.
+
+#include <memory>
+#include <string>
+
+#include <librdkafka/rdkafka.h>
+
+#include "herald/kafka/types.hpp"
+
+namespace herald::kafka::detail {
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
+};
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
+};
+struct TopicPartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const noexcept {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const noexcept { rd_kafka_queue_destroy(q); }
+};
+struct HeadersDeleter {
+  void operator()(rd_kafka_headers_t* h) const noexcept { rd_kafka_headers_destroy(h); }
+};
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const noexcept { rd_kafka_error_destroy(e); }
+};
+
+using KafkaHandle = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+using ConfHandle = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+using PartitionListHandle =
+    std::unique_ptr<rd_kafka_topic_partition_list_t, TopicPartitionListDeleter>;
+using MessageHandle = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
+using QueueHandle = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using HeadersHandle = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
+using ErrorHandle = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+
+/// Builds a configuration: `defaults` first, then `overrides` (raw kafka.* settings win).
+/// Bridges librdkafka's log and error callbacks into the "kafka" spdlog logger.
+/// Throws ConfigError naming the offending key.
+ConfHandle BuildConf(const Settings& defaults, const Settings& overrides);
+
+/// Creates a client handle; throws ConfigError with librdkafka's message on failure.
+KafkaHandle CreateHandle(rd_kafka_type_t type, ConfHandle conf);
+
+}  // namespace herald::kafka::detail

@@ -1,0 +1,157 @@
+#include "herald/schema/registry.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validation_results.hpp>
+#include <valijson/validator.hpp>
+
+#include "herald/common/embedded.hpp"
+#include "herald/common/errors.hpp"
+
+namespace herald::schema {
+namespace {
+
+std::unique_ptr<valijson::Schema> Compile(const nlohmann::json& doc, const std::string& what) {
+  auto schema = std::make_unique<valijson::Schema>();
+  try {
+    valijson::SchemaParser parser(valijson::SchemaParser::kDraft7);
+    valijson::adapters::NlohmannJsonAdapter adapter(doc);
+    parser.populateSchema(adapter, *schema);
+  } catch (const std::exception& e) {
+    throw ConfigError("schema " + what + " is invalid: " + e.what());
+  }
+  return schema;
+}
+
+// valijson reports a context like ["<root>", "[payload]", "[user]", "[0]"]; turn it into a
+// JSON pointer.
+std::string Pointer(const std::vector<std::string>& context) {
+  std::string out;
+  for (const auto& c : context) {
+    if (c == "<root>") continue;
+    std::string part = c;
+    if (part.size() >= 2 && part.front() == '[' && part.back() == ']') {
+      part = part.substr(1, part.size() - 2);
+      if (part.size() >= 2 && part.front() == '"' && part.back() == '"') {
+        part = part.substr(1, part.size() - 2);
+      }
+    }
+    out += "/" + part;
+  }
+  return out;
+}
+
+std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann::json& doc) {
+  valijson::Validator validator(valijson::Validator::kStrongTypes);
+  valijson::ValidationResults results;
+  valijson::adapters::NlohmannJsonAdapter adapter(doc);
+  std::vector<ValidationError> errors;
+  if (validator.validate(schema, adapter, &results)) return errors;
+  valijson::ValidationResults::Error e;
+  // valijson lists the failing combinators first and the precise leaf failures last;
+  // the deepest path is the most useful one to report.
+  while (results.popError(e)) errors.push_back({Pointer(e.context), e.description});
+  std::stable_sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) {
+    return a.field.size() > b.field.size();
+  });
+  return errors;
+}
+
+}  // namespace
+
+struct Registry::Impl {
+  std::unique_ptr<valijson::Schema> envelope;
+  struct Type {
+    EventTypeInfo info;
+    std::unique_ptr<valijson::Schema> schema;
+  };
+  std::map<std::string, Type> types;
+};
+
+Registry::Registry(const nlohmann::json& envelope, const std::vector<nlohmann::json>& types)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->envelope = Compile(envelope, "envelope.json");
+  for (const auto& t : types) {
+    std::string id = t.value("$id", "");
+    auto slash = id.rfind('/');
+    std::string name = id.substr(slash == std::string::npos ? 0 : slash + 1);
+    if (name.size() > 5 && name.ends_with(".json")) name.resize(name.size() - 5);
+    if (name.empty() || !t.contains("x-herald")) {
+      throw ConfigError("event schema " + id + " needs an $id ending in <type>.json and x-herald");
+    }
+    const auto& m = t["x-herald"];
+    Impl::Type type;
+    type.info.name = name;
+    type.info.title = t.value("title", name);
+    type.info.source = m.value("source", "");
+    type.info.default_priority = m.value("priority", "normal");
+    type.info.critical = m.value("critical", false);
+    type.info.marketing = m.value("marketing", false);
+    type.info.category = m.value("category", "");
+    type.info.channels = m.value("channels", std::vector<std::string>{});
+    type.info.meta = m;
+    if (type.info.source.empty() || type.info.channels.empty()) {
+      throw ConfigError("event schema " + name + ": x-herald needs source and channels");
+    }
+    type.schema = Compile(t, name);
+    impl_->types[name] = std::move(type);
+  }
+}
+
+Registry::~Registry() = default;
+
+std::shared_ptr<const Registry> Registry::Load(const std::string& extra_dir) {
+  nlohmann::json envelope;
+  std::vector<nlohmann::json> types;
+  for (const auto& f : embedded::Schemas()) {
+    auto doc = nlohmann::json::parse(f.content);
+    if (f.path == "envelope.json") envelope = std::move(doc);
+    else if (f.path.starts_with("events/")) types.push_back(std::move(doc));
+  }
+  if (!extra_dir.empty()) {
+    std::filesystem::path dir = std::filesystem::path(extra_dir) / "events";
+    if (!std::filesystem::is_directory(dir)) {
+      throw ConfigError("schema dir " + dir.string() + " does not exist");
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (entry.path().extension() != ".json") continue;
+      std::ifstream in(entry.path());
+      try {
+        types.push_back(nlohmann::json::parse(in));
+      } catch (const nlohmann::json::exception& e) {
+        throw ConfigError(entry.path().string() + ": " + e.what());
+      }
+    }
+  }
+  if (envelope.is_null()) throw ConfigError("envelope.json is not compiled in");
+  return std::make_shared<const Registry>(envelope, types);
+}
+
+std::vector<ValidationError> Registry::Validate(const nlohmann::json& event) const {
+  auto errors = Run(*impl_->envelope, event);
+  if (!errors.empty()) return errors;
+  const auto& type_name = event["event_type"].get_ref<const std::string&>();
+  auto it = impl_->types.find(type_name);
+  if (it == impl_->types.end()) {
+    return {{"/event_type", "unknown event type '" + type_name + "'"}};
+  }
+  return Run(*it->second.schema, event);
+}
+
+const EventTypeInfo* Registry::Find(const std::string& event_type) const {
+  auto it = impl_->types.find(event_type);
+  return it == impl_->types.end() ? nullptr : &it->second.info;
+}
+
+std::vector<const EventTypeInfo*> Registry::Types() const {
+  std::vector<const EventTypeInfo*> out;
+  for (const auto& [name, t] : impl_->types) out.push_back(&t.info);
+  return out;
+}
+
+}  // namespace herald::schema

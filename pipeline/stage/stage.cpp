@@ -1,0 +1,195 @@
+#include "herald/stage/stage.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <unistd.h>
+
+#include "herald/common/errors.hpp"
+#include "herald/common/logging.hpp"
+#include "herald/topics/catalog.hpp"
+
+namespace herald::stage {
+namespace {
+
+std::atomic<Stage*> g_stage{nullptr};
+
+}  // namespace
+
+void BlockSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+kafka::Producer::Options ProducerOptions(const config::Config& config, const std::string& client_id) {
+  kafka::Producer::Options o;
+  o.brokers = config.brokers;
+  o.settings = config.kafka;
+  o.client_id = client_id;
+  o.flush_timeout = config.drain_timeout;
+  return o;
+}
+
+Stage::Stage(const config::Config& config, StageSpec spec)
+    : config_(config), spec_(std::move(spec)) {
+  auto& m = metrics::Default();
+  metrics::Labels l = {{"stage", spec_.name}};
+  consumed_ = &m.GetCounter("herald_records_consumed_total", "Records consumed", l);
+  dead_letters_ = &m.GetCounter("herald_dead_letters_total", "Records sent to the dead-letter topic", l);
+  batch_seconds_ = &m.GetHistogram("herald_batch_processing_seconds",
+                                   "Time to process one batch, including waiting for acks", l);
+  m.GetCounter("herald_records_produced_total", "Records produced", l);
+  m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
+  producer_ = std::make_unique<kafka::Producer>(ProducerOptions(config_, "herald-" + spec_.name));
+  if (!spec_.topics.empty()) {
+    kafka::ConsumerLoop::Options o;
+    o.brokers = config_.brokers;
+    o.group_id = config_.group_id.empty() ? "herald-" + spec_.name : config_.group_id;
+    o.group_instance_id = config_.group_instance_id;
+    o.topics = spec_.topics;
+    o.settings = config_.kafka;
+    o.batch_size = config_.batch_size;
+    o.poll_timeout = config_.poll_timeout;
+    o.ack_timeout = config_.drain_timeout;
+    consumer_ = std::make_unique<kafka::ConsumerLoop>(o, *producer_);
+  }
+}
+
+Stage::~Stage() {
+  RequestStop();
+  if (signal_thread_.joinable()) {
+    // Wake the sigwait() thread so it can exit.
+    pthread_kill(signal_thread_.native_handle(), SIGTERM);
+    signal_thread_.join();
+  }
+  g_stage.store(nullptr);
+}
+
+void Stage::RequestStop() noexcept {
+  stop_.store(true);
+  if (consumer_) consumer_->Stop();
+}
+
+void Stage::Produce(kafka::BatchContext& ctx, const kafka::OutRecord& record) {
+  ctx.Produce(record);
+  static thread_local metrics::Counter* produced = nullptr;
+  if (!produced) {
+    produced = &metrics::Default().GetCounter("herald_records_produced_total", "Records produced",
+                                              {{"stage", spec_.name}});
+  }
+  produced->Inc();
+}
+
+void Stage::DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m,
+                       const std::string& error_class, const std::string& reason) {
+  model::DeadLetter d;
+  d.stage = spec_.name;
+  d.error_class = error_class;
+  d.reason = reason;
+  d.origin = {std::string(m.Topic()), m.Partition(), m.Offset()};
+  if (auto k = m.Key()) d.key = std::string(*k);
+  d.original = std::string(m.Value());
+  d.at = NowMs();
+  kafka::OutRecord rec;
+  rec.topic = topics::Catalog().Dlq();
+  rec.key = d.key.value_or("");
+  rec.value = model::ToJson(d).dump();
+  rec.headers = {{"herald-error-class", error_class},
+                 {"herald-origin", d.origin.topic + "/" + std::to_string(d.origin.partition) + "/" +
+                                       std::to_string(d.origin.offset)}};
+  Produce(ctx, rec);
+  dead_letters_->Inc();
+  metrics::Default()
+      .GetCounter("herald_records_failed_total", "Records whose processing failed",
+                  {{"stage", spec_.name}})
+      .Inc();
+  Logger(spec_.name)->warn("dead-lettered {} [{}] @{}: {}: {}", m.Topic(), m.Partition(), m.Offset(),
+                           error_class, reason);
+}
+
+void Stage::EmitStatus(kafka::BatchContext& ctx, const model::StatusRecord& status) {
+  kafka::OutRecord rec;
+  rec.topic = topics::Catalog().Status();
+  rec.key = status.notification_id;
+  rec.value = model::ToJson(status).dump();
+  Produce(ctx, rec);
+}
+
+void Stage::StartSignalWatcher() {
+  g_stage.store(this);
+  signal_thread_ = std::thread([this] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (stop_.load()) return;  // woken by the destructor
+    Logger(spec_.name)->info("signal {}: draining in-flight work, committing and leaving", sig);
+    RequestStop();
+    // A stage that cannot drain in time exits anyway: uncommitted work is reprocessed by
+    // the next owner, so exiting is safe; hanging past the grace period is not.
+    auto deadline = std::chrono::steady_clock::now() + config_.drain_timeout +
+                    std::chrono::seconds(1);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (g_stage.load() == nullptr) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    Logger(spec_.name)->error("drain timed out; exiting");
+    std::_Exit(2);
+  });
+}
+
+int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
+  auto& log = *Logger(spec_.name);
+  http::AddOpsRoutes(
+      http_, metrics::Default(),
+      [this]() -> std::string {
+        auto last = consumer_->LastPollMs();
+        auto now = NowMs().time_since_epoch().count();
+        if (last != 0 && now - last > 60'000) {
+          return "poll loop has made no progress for " + std::to_string((now - last) / 1000) + " s";
+        }
+        return {};
+      },
+      [this]() -> std::string {
+        return consumer_->Ready() ? "" : "not yet assigned partitions by the group coordinator";
+      });
+  http_.Start(config_.http_host, config_.http_port);
+  log.info("{} consuming {} topic(s) as group {}; ops on {}:{}", spec_.name, spec_.topics.size(),
+           config_.group_id.empty() ? "herald-" + spec_.name : config_.group_id, config_.http_host,
+           http_.Port());
+  StartSignalWatcher();
+  consumer_->Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
+    auto t0 = std::chrono::steady_clock::now();
+    consumed_->Inc(batch.size());
+    handler(batch, ctx);
+    batch_seconds_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  });
+  producer_->Flush(config_.drain_timeout);
+  http_.Stop();
+  log.info("{} stopped cleanly", spec_.name);
+  g_stage.store(nullptr);
+  return 0;
+}
+
+int Stage::ServeUntilSignal() {
+  http_.Start(config_.http_host, config_.http_port);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  Logger(spec_.name)->info("signal {}: stopping", sig);
+  stop_.store(true);
+  http_.Stop();
+  producer_->Flush(config_.drain_timeout);
+  return 0;
+}
+
+}  // namespace herald::stage
