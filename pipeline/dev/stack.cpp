@@ -440,6 +440,13 @@ void DevStack::Start(const std::string& name) {
   throw InvalidInput("no process named " + name);
 }
 
+int DevStack::Port(const std::string& name) const {
+  for (const auto& c : children_) {
+    if (c.name == name) return c.ready_port;
+  }
+  throw InvalidInput("no process named " + name);
+}
+
 std::vector<std::string> DevStack::Names() const {
   std::vector<std::string> out;
   for (const auto& c : children_) out.push_back(c.name);

@@ -34,9 +34,9 @@ std::string LabelText(const Labels& labels, const std::string& extra = {}) {
   return out + "}";
 }
 
-std::string Number(double v) {
+std::string Number(double v, int precision = 17) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
   return buf;
 }
 
@@ -122,7 +122,7 @@ std::string Registry::Render() const {
     for (const auto& [labels, h] : f.histograms) {
       auto s = h->Take();
       for (std::size_t i = 0; i < s.bounds.size(); ++i) {
-        out += name + "_bucket" + LabelText(labels, "le=\"" + Number(s.bounds[i]) + "\"") + " " +
+        out += name + "_bucket" + LabelText(labels, "le=\"" + Number(s.bounds[i], 6) + "\"") + " " +
                std::to_string(s.cumulative[i]) + "\n";
       }
       out += name + "_bucket" + LabelText(labels, "le=\"+Inf\"") + " " +

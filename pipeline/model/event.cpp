@@ -56,10 +56,10 @@ Event ParseEvent(std::string_view bytes, const schema::Registry& registry,
   } catch (const nlohmann::json::parse_error& e) {
     throw InvalidInput(std::string("body is not valid JSON: ") + e.what(), "");
   }
-  return ParseEvent(doc, registry, origin);
+  return ParseEventDocument(doc, registry, origin);
 }
 
-Event ParseEvent(const nlohmann::json& doc, const schema::Registry& registry,
+Event ParseEventDocument(const nlohmann::json& doc, const schema::Registry& registry,
                  const std::optional<Origin>& origin) {
   if (!doc.is_object()) throw InvalidInput("an event must be a JSON object", "");
   auto errors = registry.Validate(doc);

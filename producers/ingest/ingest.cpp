@@ -14,7 +14,7 @@ Routed RouteEvent(nlohmann::json event, const schema::Registry& registry,
                   const std::string& source_hint) {
   if (!event.is_object()) throw InvalidInput("an event must be a JSON object", "");
   if (!event.contains("event_id")) event["event_id"] = RandomUuid();
-  auto parsed = model::ParseEvent(event, registry, std::nullopt);
+  auto parsed = model::ParseEventDocument(event, registry, std::nullopt);
   std::string source = event.contains("source") ? parsed.source
                        : !source_hint.empty()   ? source_hint
                                                 : parsed.source;

@@ -48,6 +48,8 @@ class DevStack {
   bool IsRunning(const std::string& name);
   std::vector<std::string> Names() const;
   std::string LogFile(const std::string& name) const;
+  /// The port a child answers on (a stage's HTTP port).
+  int Port(const std::string& name) const;
 
   struct Child {
     std::string name;

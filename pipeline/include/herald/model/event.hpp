@@ -56,7 +56,7 @@ Event ParseEvent(std::string_view bytes, const schema::Registry& registry,
                  const std::optional<Origin>& origin);
 
 /// Same for an already-parsed document.
-Event ParseEvent(const nlohmann::json& doc, const schema::Registry& registry,
+Event ParseEventDocument(const nlohmann::json& doc, const schema::Registry& registry,
                  const std::optional<Origin>& origin);
 
 /// The event as canonical JSON (event_id filled in, priority as a name).

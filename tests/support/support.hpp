@@ -1,0 +1,45 @@
+#pragma once
+// Test support: temporary directories, condition polling and Kafka topic readers.
+// Tests wait for conditions (with a deadline), never for fixed amounts of time.
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "herald/kafka/types.hpp"
+
+namespace herald::test {
+
+/// A fresh directory under /tmp, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& Path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+/// Polls `pred` every 20 ms until it is true or `timeout` passes. Returns the final value.
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+struct ReadRecord {
+  std::string topic;
+  std::int32_t partition;
+  std::int64_t offset;
+  std::string key;
+  std::string value;
+  std::vector<kafka::Header> headers;
+};
+
+/// Reads every record currently in `topic` (all partitions, from the beginning) with a plain
+/// assign-based consumer, until `expected` records are read or `timeout` passes.
+std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string& topic, std::size_t expected,
+                                  std::chrono::milliseconds timeout);
+
+/// Runs a shell command and returns its exit code; stdout into `out` when given.
+int Run(const std::string& command, std::string* out = nullptr);
+
+}  // namespace herald::test
