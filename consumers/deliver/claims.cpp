@@ -22,16 +22,20 @@ std::string Claims::Key(const std::string& notification_id, const std::string& c
   return "herald:claim:" + notification_id + ":" + channel;
 }
 
-ClaimState Claims::Claim(const std::string& notification_id, const std::string& channel) {
+ClaimState Claims::Claim(const std::string& notification_id, const std::string& channel,
+                         std::string* outcome) {
   auto key = Key(notification_id, channel);
   auto r = redis_.Command({"SET", key, owner_, "NX", "PX", std::to_string(lease_.count() * 1000)});
   Check(r, "SET NX");
   if (r.type == redis::Reply::Type::kStatus) return ClaimState::kClaimed;
   auto cur = redis_.Command({"GET", key});
   Check(cur, "GET");
-  if (cur.IsNil()) return Claim(notification_id, channel);  // expired in between
+  if (cur.IsNil()) return Claim(notification_id, channel, outcome);  // expired in between
   if (cur.str == owner_) return ClaimState::kClaimed;        // ours (a retried command)
-  if (cur.str.rfind("done:", 0) == 0) return ClaimState::kDone;
+  if (cur.str.rfind("done:", 0) == 0) {
+    if (outcome) *outcome = cur.str.substr(5);
+    return ClaimState::kDone;
+  }
   return ClaimState::kHeldByOther;
 }
 

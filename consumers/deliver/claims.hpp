@@ -20,8 +20,10 @@ enum class ClaimState { kClaimed, kDone, kHeldByOther };
 class Claims {
  public:
   Claims(redis::Client& redis, std::string owner, std::chrono::seconds lease, std::chrono::hours ttl);
-  /// Tries to claim; kDone when it was already sent or finally failed.
-  ClaimState Claim(const std::string& notification_id, const std::string& channel);
+  /// Tries to claim; kDone when it was already sent or finally failed, with that outcome
+  /// ("sent", "failed") in `*outcome` when given.
+  ClaimState Claim(const std::string& notification_id, const std::string& channel,
+                   std::string* outcome = nullptr);
   void MarkDone(const std::string& notification_id, const std::string& channel, const std::string& outcome);
   void Release(const std::string& notification_id, const std::string& channel);
 

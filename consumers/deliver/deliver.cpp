@@ -47,9 +47,14 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         st.DeadLetter(ctx, msg, "schema", e.what());
         continue;
       }
-      switch (claims.Claim(d.notification_id, d.channel)) {
+      std::string done_outcome;
+      switch (claims.Claim(d.notification_id, d.channel, &done_outcome)) {
         case deliver::ClaimState::kDone:
+          // Already handled (a redelivery after a crash, rebalance or replay): never send
+          // again, but state the outcome once more so the ledger is complete even if the
+          // first status record was lost with the batch that sent it. The ledger is idempotent.
           dupes.Inc();
+          if (done_outcome == "sent") st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
           continue;
         case deliver::ClaimState::kHeldByOther:
           // Another replica is sending it right now (or crashed mid-send; its lease expires).

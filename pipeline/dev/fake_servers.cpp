@@ -47,6 +47,8 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "herald/common/logging.hpp"
+
 #include "herald/dev/fake_servers.hpp"
 
 namespace herald::dev {
@@ -75,10 +77,7 @@ constexpr std::string_view kCursorPrefix = "idx-";
 constexpr std::string_view kControlPrefix = "/_fake/";
 
 spdlog::logger& Log() {
-  static const std::shared_ptr<spdlog::logger> logger = [] {
-    if (auto existing = spdlog::get("fake")) return existing;
-    return spdlog::default_logger()->clone("fake");
-  }();
+  static const std::shared_ptr<spdlog::logger> logger = herald::Logger("fake");
   return *logger;
 }
 

@@ -8,6 +8,12 @@ namespace herald::http {
 Server::Server() {
   server_.new_task_queue = [] { return new httplib::ThreadPool(8); };
   server_.set_keep_alive_max_count(1000);
+  // httplib's default also sets SO_REUSEPORT, which lets a second process bind a port that
+  // is in use and silently share its traffic; a taken port must be an error instead.
+  server_.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // Any error response without a body gets a JSON one (e.g. httplib's own 413 and 400).
   server_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;

@@ -41,8 +41,8 @@ Stage::Stage(const config::Config& config, StageSpec spec)
   dead_letters_ = &m.GetCounter("herald_dead_letters_total", "Records sent to the dead-letter topic", l);
   batch_seconds_ = &m.GetHistogram("herald_batch_processing_seconds",
                                    "Time to process one batch, including waiting for acks", l);
-  m.GetCounter("herald_records_produced_total", "Records produced", l);
-  m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
+  produced_ = &m.GetCounter("herald_records_produced_total", "Records produced", l);
+  failed_ = &m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
   producer_ = std::make_unique<kafka::Producer>(ProducerOptions(config_, "herald-" + spec_.name));
   if (!spec_.topics.empty()) {
     kafka::ConsumerLoop::Options o;
@@ -75,12 +75,7 @@ void Stage::RequestStop() noexcept {
 
 void Stage::Produce(kafka::BatchContext& ctx, const kafka::OutRecord& record) {
   ctx.Produce(record);
-  static thread_local metrics::Counter* produced = nullptr;
-  if (!produced) {
-    produced = &metrics::Default().GetCounter("herald_records_produced_total", "Records produced",
-                                              {{"stage", spec_.name}});
-  }
-  produced->Inc();
+  produced_->Inc();
 }
 
 void Stage::DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m,
@@ -102,10 +97,7 @@ void Stage::DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m,
                                        std::to_string(d.origin.offset)}};
   Produce(ctx, rec);
   dead_letters_->Inc();
-  metrics::Default()
-      .GetCounter("herald_records_failed_total", "Records whose processing failed",
-                  {{"stage", spec_.name}})
-      .Inc();
+  failed_->Inc();
   Logger(spec_.name)->warn("dead-lettered {} [{}] @{}: {}: {}", m.Topic(), m.Partition(), m.Offset(),
                            error_class, reason);
 }

@@ -272,4 +272,10 @@ TEST_CASE("kcat talks to the embedded broker through the stable port", "[kafka][
   REQUIRE(herald::test::Run("kcat -b " + Broker().Bootstrap() + " -L -t notify.requests.v1 2>&1", &out) == 0);
   CHECK(out.find("notify.requests.v1") != std::string::npos);
   CHECK(out.find("12 partitions") != std::string::npos);
+  // kcat as a balanced consumer group member reads what was produced.
+  out.clear();
+  REQUIRE(herald::test::Run("timeout 60 kcat -b " + Broker().Bootstrap() +
+                                " -G kcat-group -X auto.offset.reset=earliest -c 1 -q -f '%s\\n' t.kcat 2>/dev/null",
+                            &out) == 0);
+  CHECK(out == "hello-from-kcat\n");
 }

@@ -277,3 +277,24 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
     CHECK(WaitUntil([&] { return ::kill(pid, 0) != 0; }, 5s));
   }
 }
+
+TEST_CASE("herald topics list and herald migrate work against the stack", "[e2e][cli]") {
+  std::string out;
+  REQUIRE(Run(std::string(HERALD_BINARY) + " topics list", &out) == 0);
+  for (const char* t : {"events.auth.v1", "notify.requests.v1", "notify.deliver.push.low", "notify.retry.1h",
+                        "notify.status.v1", "notify.dlq.v1"}) {
+    CHECK(out.find(t) != std::string::npos);
+  }
+  out.clear();
+  REQUIRE(Run(std::string(HERALD_BINARY) + " --pg-url '" + S().Env("HERALD_PG_URL") + "' migrate", &out) == 0);
+  CHECK(out == "database is up to date\n");
+  pqxx::connection conn(S().Env("HERALD_PG_URL"));
+  pqxx::work tx(conn);
+  CHECK(tx.exec("SELECT count(*) FROM schema_migrations")[0][0].as<int>() >= 1);
+  out.clear();
+  CHECK(Run(std::string(HERALD_BINARY) + " --pg-url postgresql://nobody@127.0.0.1:1/x migrate 2>&1", &out) == 1);
+  CHECK(out.find("cannot connect to PostgreSQL") != std::string::npos);
+  out.clear();
+  CHECK(Run("HERALD_BROKER=typo " HERALD_BINARY " topics list 2>&1", &out) == 2);
+  CHECK(out.find("HERALD_BROKER") != std::string::npos);
+}

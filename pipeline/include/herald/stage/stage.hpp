@@ -57,6 +57,8 @@ class Stage {
   config::Config config_;
   StageSpec spec_;
   metrics::Counter* consumed_ = nullptr;
+  metrics::Counter* produced_ = nullptr;
+  metrics::Counter* failed_ = nullptr;
   metrics::Counter* dead_letters_ = nullptr;
   metrics::Histogram* batch_seconds_ = nullptr;
   std::unique_ptr<kafka::Producer> producer_;
