@@ -12,5 +12,6 @@ int RunPlan(const config::Config& config);
 int RunEnrich(const config::Config& config);
 int RunDeliver(const config::Config& config, const std::string& channel);
 int RunLedger(const config::Config& config);
+int RunRetry(const config::Config& config);
 
 }  // namespace herald::consumers

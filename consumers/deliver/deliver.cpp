@@ -82,8 +82,17 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       email.message_id = d.notification_id + "@herald";
       auto outcome = smtp.Send(email);
       if (outcome.result == deliver::SendResult::kRetryLater) {
+        // Not sent: free the claim and let the retry tiers bring it back later, so one
+        // failing send never blocks the partition.
         claims.Release(d.notification_id, d.channel);
-        throw TransientError("SMTP send of " + d.notification_id + " failed: " + outcome.detail);
+        if (st.Retry(ctx, msg, "smtp: " + outcome.detail)) {
+          auto s = model::MakeStatus(d, model::Status::kRetried, outcome.detail);
+          s.attempt = stage::Stage::Attempt(msg) + 1;
+          st.EmitStatus(ctx, s);
+        } else {
+          st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, "retries exhausted: " + outcome.detail));
+        }
+        continue;
       }
       auto status = outcome.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
       claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));

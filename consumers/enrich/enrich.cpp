@@ -7,7 +7,8 @@
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
-#include "herald/http/client.hpp"
+#include "enrich/enricher.hpp"
+#include "herald/redis/client.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/topics/catalog.hpp"
 #include "stages.hpp"
@@ -74,59 +75,14 @@ Decision Decide(const model::NotificationRequest& request, const nlohmann::json&
   del.locale = user.value("locale", "en");
   del.timezone = user.value("timezone", "UTC");
   del.fallback.assign(reachable.begin() + 1, reachable.end());
-  nlohmann::json vars = request.data.is_object() ? request.data : nlohmann::json::object();
-  for (const char* f : {"user_id", "first_name", "last_name", "email", "locale", "timezone"}) {
-    if (user.contains(f) && !user[f].is_null()) vars[f] = user[f];
-  }
-  vars["event_type"] = request.event_type;
-  vars["event_id"] = request.event_id;
-  del.vars = std::move(vars);
   d.channel = del.channel;
   d.delivery = std::move(del);
   d.status = model::Status::kAccepted;
   return d;
 }
 
-}  // namespace enrich
-
-namespace {
-
-// Fetches profiles with users:batchGet (≤ 500 ids per call), coalescing duplicate ids.
-std::map<std::string, nlohmann::json> FetchUsers(http::Client& client, const std::string& auth_url,
-                                                 const std::set<std::string>& ids) {
-  std::map<std::string, nlohmann::json> out;
-  std::vector<std::string> chunk;
-  auto flush = [&] {
-    if (chunk.empty()) return;
-    nlohmann::json body = {{"ids", chunk}};
-    auto res = client.Post(auth_url + "/api/v1/users:batchGet", body.dump());
-    if (res.status != 200) {
-      throw TransientError("auth users:batchGet answered " + std::to_string(res.status));
-    }
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(res.body);
-      for (auto& u : doc.at("users")) {
-        auto id = u.at("user_id").get<std::string>();
-        out[id] = std::move(u);
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw TransientError(std::string("auth users:batchGet: malformed body: ") + e.what());
-    }
-    chunk.clear();
-  };
-  for (const auto& id : ids) {
-    chunk.push_back(id);
-    if (chunk.size() == 500) flush();
-  }
-  flush();
-  return out;
-}
-
-// The status of a request that produces no delivery (suppressed before a channel is used).
-model::StatusRecord StatusWithoutDelivery(const model::NotificationRequest& req,
-                                          const std::string& channel, model::Status status,
-                                          std::string reason) {
+model::StatusRecord StatusWithoutDelivery(const model::NotificationRequest& req, const std::string& channel,
+                                          model::Status status, std::string reason) {
   model::StatusRecord s;
   s.notification_id = NotificationId(req.event_id, req.user_id, channel);
   s.event_id = req.event_id;
@@ -142,52 +98,62 @@ model::StatusRecord StatusWithoutDelivery(const model::NotificationRequest& req,
   return s;
 }
 
-}  // namespace
+}  // namespace enrich
 
 int RunEnrich(const config::Config& config) {
   const auto& catalog = topics::Catalog();
   stage::Stage st(config, {"enrich", {catalog.Requests()}});
   auto registry = schema::Registry::Load(config.schema_dir);
-  http::Client auth({config.http_connect_timeout, config.http_timeout, "herald-enrich", ""});
-  auto log = Logger("enrich");
+  redis::Client redis(config.redis_url);
+  enrich::EnricherOptions eo;
+  eo.auth_url = config.auth_url;
+  eo.ugc_url = config.ugc_url;
+  eo.movies_url = config.movies_url;
+  eo.concurrency = config.http_concurrency;
+  eo.connect_timeout = config.http_connect_timeout;
+  eo.timeout = config.http_timeout;
+  eo.breaker_open_for = config.breaker_open_for;
+  eo.cache_ttl = config.cache_ttl;
+  enrich::Enricher enricher(eo, *registry, &redis, st.Metrics());
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
-    std::vector<std::pair<const kafka::Message*, model::NotificationRequest>> requests;
-    std::set<std::string> ids;
+    std::vector<model::NotificationRequest> requests;
+    std::vector<const kafka::Message*> sources;
     for (const auto& m : batch) {
       try {
-        auto req = model::RequestFromJson(nlohmann::json::parse(m.Value()));
-        if (!registry->Find(req.event_type)) {
-          throw InvalidInput("unknown event type '" + req.event_type + "'");
-        }
-        ids.insert(req.user_id);
-        requests.emplace_back(&m, std::move(req));
+        requests.push_back(model::RequestFromJson(nlohmann::json::parse(m.Value())));
+        sources.push_back(&m);
       } catch (const nlohmann::json::exception& e) {
         st.DeadLetter(ctx, m, "invalid_json", e.what());
       } catch (const InvalidInput& e) {
         st.DeadLetter(ctx, m, "schema", e.what());
       }
     }
-    auto users = FetchUsers(auth, config.auth_url, ids);
-    for (const auto& [m, req] : requests) {
-      const auto* type = registry->Find(req.event_type);
-      auto it = users.find(req.user_id);
-      if (it == users.end()) {
-        st.EmitStatus(ctx, StatusWithoutDelivery(req, type->channels.front(),
-                                                 model::Status::kSuppressed, "unknown user"));
-        continue;
+    auto outcomes = enricher.Process(requests);
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+      auto& o = outcomes[i];
+      const auto& m = *sources[i];
+      switch (o.kind) {
+        case enrich::Outcome::Kind::kDeliver: {
+          const auto& d = o.delivery;
+          st.Produce(ctx, {catalog.Deliver(d.channel, model::PriorityName(d.request.priority)), d.request.user_id,
+                           model::ToJson(d).dump(), {{"herald-notification-id", d.notification_id}}});
+          st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kAccepted));
+          break;
+        }
+        case enrich::Outcome::Kind::kStatus:
+          st.EmitStatus(ctx, o.status);
+          break;
+        case enrich::Outcome::Kind::kRetry:
+          st.Retry(ctx, m, o.reason);
+          break;
+        case enrich::Outcome::Kind::kPark:
+          st.Retry(ctx, m, o.reason, /*consume_attempt=*/false);
+          break;
+        case enrich::Outcome::Kind::kInvalid:
+          st.DeadLetter(ctx, m, "schema", o.reason);
+          break;
       }
-      auto decision = enrich::Decide(req, it->second, *type);
-      if (!decision.delivery) {
-        st.EmitStatus(ctx, StatusWithoutDelivery(req, decision.channel, decision.status,
-                                                 decision.reason));
-        continue;
-      }
-      const auto& d = *decision.delivery;
-      st.Produce(ctx, {catalog.Deliver(d.channel, model::PriorityName(d.request.priority)),
-                       d.request.user_id, model::ToJson(d).dump(),
-                       {{"herald-notification-id", d.notification_id}}});
-      st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kAccepted));
     }
   });
 }

@@ -23,10 +23,15 @@ struct Decision {
   std::string channel;                      // chosen (or, when suppressed, the type's first)
 };
 
-/// Pure: decides channel and builds the delivery for one request and its user profile.
+/// Pure: decides the channel and prepares the delivery (address, locale, fallback chain) for
+/// one request and its user profile; the template variables are added by the Enricher.
 /// The channel is the first of the user's preferred channels that the event type allows and
 /// the user has an address for; the rest of that order is the fallback chain.
 Decision Decide(const model::NotificationRequest& request, const nlohmann::json& user,
                 const schema::EventTypeInfo& type);
+
+/// The status of a request that produces no delivery (suppressed before a channel is used).
+model::StatusRecord StatusWithoutDelivery(const model::NotificationRequest& req, const std::string& channel,
+                                          model::Status status, std::string reason);
 
 }  // namespace herald::consumers::enrich

@@ -6,6 +6,7 @@
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
 #include "herald/http/client.hpp"
+#include "herald/kafka/lag.hpp"
 #include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/topics/catalog.hpp"
@@ -32,78 +33,151 @@ model::NotificationRequest MakeRequest(const model::Event& event, const std::str
   return r;
 }
 
-RecipientResolver::RecipientResolver(std::string auth_url, std::string ugc_url)
-    : auth_url_(std::move(auth_url)), ugc_url_(std::move(ugc_url)) {}
-
 namespace {
 
-// Follows a cursor-paginated listing; `ids_of` extracts the user ids of one page.
-void Paginate(http::Client& client, const std::string& base_url,
-              const std::function<std::vector<std::string>(const nlohmann::json&)>& ids_of,
-              const std::function<void(const std::string&)>& emit) {
-  std::string cursor;
-  for (;;) {
-    std::string url = base_url + (base_url.find('?') == std::string::npos ? "?" : "&") +
-                      "limit=1000" + (cursor.empty() ? "" : "&cursor=" + http::UrlEncode(cursor));
-    auto res = client.Get(url);
-    if (res.status == 429 || res.status >= 500) {
-      throw TransientError("GET " + url + " answered " + std::to_string(res.status));
+std::string NextPhase(const model::Event& event, const std::string& after) {
+  static const std::vector<std::string> kOrder = {"users", "segment", "followers"};
+  bool passed = after.empty();
+  for (const auto& p : kOrder) {
+    if (passed) {
+      if (p == "users" && !event.users.empty()) return p;
+      if (p == "segment" && !event.segment.is_null()) return p;
+      if (p == "followers" && event.followers_of) return p;
     }
-    if (res.status != 200) {
-      throw PermanentError("GET " + url + " answered " + std::to_string(res.status) + ": " + res.body);
-    }
-    nlohmann::json page;
-    try {
-      page = nlohmann::json::parse(res.body);
-    } catch (const nlohmann::json::exception& e) {
-      throw TransientError("GET " + url + ": malformed body: " + e.what());
-    }
-    for (const auto& id : ids_of(page)) emit(id);
-    if (!page.contains("next_cursor") || page["next_cursor"].is_null()) return;
-    cursor = page["next_cursor"].get<std::string>();
+    if (p == after) passed = true;
   }
+  return "done";
 }
 
 }  // namespace
 
-void RecipientResolver::Resolve(const model::Event& event,
-                                const std::function<void(const std::string&)>& emit) {
-  std::set<std::string> seen;
-  for (const auto& u : event.users) {
-    if (seen.insert(u).second) emit(u);
-  }
-  if (!event.segment.is_null() || event.followers_of) {
-    http::Client client;
-    if (!event.segment.is_null()) {
-      std::string query;
-      auto add = [&](const char* field, const char* param) {
-        if (!event.segment.contains(field)) return;
-        for (const auto& v : event.segment[field]) {
-          query += std::string(query.empty() ? "?" : "&") + param + "=" + http::UrlEncode(v.get<std::string>());
-        }
-      };
-      add("tags", "tag");
-      add("timezones", "timezone");
-      add("locales", "locale");
-      Paginate(client, auth_url_ + "/api/v1/users" + query,
-               [](const nlohmann::json& page) {
-                 std::vector<std::string> ids;
-                 for (const auto& u : page.at("users")) ids.push_back(u.at("user_id").get<std::string>());
-                 return ids;
-               },
-               emit);
+JobState InitialState(const model::Event& event) { return {NextPhase(event, ""), "", 0}; }
+
+RecipientPager::RecipientPager(std::string auth_url, std::string ugc_url, std::size_t page_size)
+    : auth_url_(std::move(auth_url)), ugc_url_(std::move(ugc_url)), page_size_(page_size) {}
+
+Page RecipientPager::Fetch(const model::Event& event, const JobState& state) {
+  Page page;
+  page.next = state;
+  if (state.phase == "users") {
+    std::set<std::string> seen;
+    for (const auto& u : event.users) {
+      if (seen.insert(u).second) page.user_ids.push_back(u);
     }
-    if (event.followers_of) {
-      Paginate(client, ugc_url_ + "/api/v1/content/" + http::UrlEncode(*event.followers_of) + "/followers",
-               [](const nlohmann::json& page) {
-                 return page.at("user_ids").get<std::vector<std::string>>();
-               },
-               emit);
-    }
+    page.next = {NextPhase(event, "users"), "", state.emitted + static_cast<std::int64_t>(page.user_ids.size())};
+    return page;
   }
+  std::string url;
+  if (state.phase == "segment") {
+    url = auth_url_ + "/api/v1/users?limit=" + std::to_string(page_size_);
+    auto add = [&](const char* field, const char* param) {
+      if (!event.segment.contains(field)) return;
+      for (const auto& v : event.segment[field]) url += std::string("&") + param + "=" + http::UrlEncode(v.get<std::string>());
+    };
+    add("tags", "tag");
+    add("timezones", "timezone");
+    add("locales", "locale");
+  } else if (state.phase == "followers") {
+    url = ugc_url_ + "/api/v1/content/" + http::UrlEncode(*event.followers_of) + "/followers?limit=" +
+          std::to_string(page_size_);
+  } else {
+    return page;
+  }
+  if (!state.cursor.empty()) url += "&cursor=" + http::UrlEncode(state.cursor);
+  http::Client client;
+  auto res = client.Get(url);
+  if (res.status == 429 || res.status >= 500) throw TransientError("GET " + url + " answered " + std::to_string(res.status));
+  if (res.status != 200) throw PermanentError("GET " + url + " answered " + std::to_string(res.status) + ": " + res.body);
+  auto doc = nlohmann::json::parse(res.body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) throw TransientError("GET " + url + ": malformed body");
+  try {
+    if (state.phase == "segment") {
+      for (const auto& u : doc.at("users")) page.user_ids.push_back(u.at("user_id").get<std::string>());
+    } else {
+      page.user_ids = doc.at("user_ids").get<std::vector<std::string>>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw TransientError("GET " + url + ": unexpected body: " + e.what());
+  }
+  page.next.emitted = state.emitted + static_cast<std::int64_t>(page.user_ids.size());
+  if (doc.contains("next_cursor") && doc["next_cursor"].is_string()) {
+    page.next.cursor = doc["next_cursor"].get<std::string>();
+  } else {
+    page.next.phase = NextPhase(event, state.phase);
+    page.next.cursor.clear();
+  }
+  return page;
+}
+
+std::optional<JobState> Checkpoints::Load(const std::string& event_id) {
+  auto r = redis_.Command({"HMGET", "herald:fanout:" + event_id, "phase", "cursor", "emitted"});
+  if (r.type != redis::Reply::Type::kArray || r.elements.size() != 3 || r.elements[0].IsNil()) return std::nullopt;
+  JobState s;
+  s.phase = r.elements[0].str;
+  s.cursor = r.elements[1].str;
+  try {
+    s.emitted = r.elements[2].IsNil() ? 0 : std::stoll(r.elements[2].str);
+  } catch (const std::exception&) {
+    s.emitted = 0;
+  }
+  return s;
+}
+
+void Checkpoints::Save(const std::string& event_id, const JobState& state) {
+  std::string key = "herald:fanout:" + event_id;
+  auto replies = redis_.Pipeline({{"HSET", key, "phase", state.phase, "cursor", state.cursor, "emitted",
+                                   std::to_string(state.emitted)},
+                                  {"EXPIRE", key, std::to_string(14 * 24 * 3600)}});
+  if (replies[0].type == redis::Reply::Type::kError) throw TransientError("Redis HSET: " + replies[0].str);
 }
 
 }  // namespace plan
+
+namespace {
+
+// Downstream lag, summed over the groups that consume what plan feeds: enrich on the
+// requests topic, and each channel's delivery group on its topics. A group that never
+// committed is not running yet and is left out. Cached for a second.
+class DownstreamLag {
+ public:
+  explicit DownstreamLag(const config::Config& config) {
+    const auto& catalog = topics::Catalog();
+    groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-enrich"),
+                       {catalog.Requests()}});
+    std::map<std::string, std::vector<std::string>> by_channel;
+    for (const auto* t : catalog.Family("deliver")) by_channel[t->channel].push_back(t->name);
+    for (auto& [channel, topics] : by_channel) {
+      groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-deliver-" + channel),
+                         topics});
+    }
+  }
+  std::int64_t Get() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - at_ < std::chrono::seconds(1)) return cached_;
+    std::int64_t total = 0;
+    for (auto& g : groups_) {
+      for (const auto& t : g.topics) {
+        bool committed = false;
+        auto lag = g.monitor->Lag(t, &committed);
+        if (committed) total += lag;
+      }
+    }
+    cached_ = total;
+    at_ = now;
+    return total;
+  }
+
+ private:
+  struct Group {
+    std::unique_ptr<kafka::LagMonitor> monitor;
+    std::vector<std::string> topics;
+  };
+  std::vector<Group> groups_;
+  std::int64_t cached_ = 0;
+  std::chrono::steady_clock::time_point at_{};
+};
+
+}  // namespace
 
 int RunPlan(const config::Config& config) {
   const auto& catalog = topics::Catalog();
@@ -111,33 +185,87 @@ int RunPlan(const config::Config& config) {
   for (const auto* t : catalog.Family("events")) inputs.push_back(t->name);
   stage::Stage st(config, {"plan", inputs});
   auto registry = schema::Registry::Load(config.schema_dir);
-  plan::RecipientResolver resolver(config.auth_url, config.ugc_url);
-  auto& fanout = st.Metrics().GetCounter("herald_plan_recipients_total", "Requests emitted by fan-out");
+  plan::RecipientPager pager(config.auth_url, config.ugc_url);
+  redis::Client redis(config.redis_url);
+  plan::Checkpoints checkpoints(redis);
+  DownstreamLag lag(config);
+  auto& m = st.Metrics();
+  auto& fanout = m.GetCounter("herald_plan_recipients_total", "Requests emitted by fan-out");
+  auto& paced = m.GetCounter("herald_plan_paced_total", "Times a fan-out waited for downstream lag");
+  auto& pages = m.GetCounter("herald_plan_pages_total", "Recipient pages fanned out");
+  auto& lag_gauge = m.GetGauge("herald_plan_downstream_lag", "Records downstream consumers have not processed");
   const std::string& requests_topic = catalog.Requests();
   auto log = Logger("plan");
 
+  auto emit = [&](const model::Event& event, const std::vector<std::string>& users, kafka::AckGroup* acks,
+                  kafka::BatchContext& ctx) {
+    for (const auto& user_id : users) {
+      kafka::OutRecord rec{requests_topic, user_id, model::ToJson(plan::MakeRequest(event, user_id)).dump(),
+                           {{"herald-event-id", event.event_id}}};
+      if (acks) st.Producer().Produce(rec, acks->Track());
+      else st.Produce(ctx, rec);
+    }
+    fanout.Inc(users.size());
+  };
+
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
-    for (const auto& m : batch) {
+    for (const auto& msg : batch) {
+      if (ctx.IsDeferred(msg)) continue;
       model::Event event;
       try {
-        event = model::ParseEvent(m.Value(), *registry,
-                                  model::Origin{std::string(m.Topic()), m.Partition(), m.Offset()});
+        event = model::ParseEvent(msg.Value(), *registry,
+                                  model::Origin{std::string(msg.Topic()), msg.Partition(), msg.Offset()});
       } catch (const InvalidInput& e) {
         std::string cls = e.Field() == "/event_type" ? "unknown_type"
                           : std::string(e.what()).find("not valid JSON") != std::string::npos ? "invalid_json"
                                                                                          : "schema";
-        st.DeadLetter(ctx, m, cls, e.what());
+        st.DeadLetter(ctx, msg, cls, e.what());
         continue;
       }
-      try {
-        resolver.Resolve(event, [&](const std::string& user_id) {
-          auto req = plan::MakeRequest(event, user_id);
-          st.Produce(ctx, {requests_topic, user_id, model::ToJson(req).dump(),
-                           {{"herald-event-id", event.event_id}}});
-          fanout.Inc();
-        });
-      } catch (const PermanentError& e) {
-        st.DeadLetter(ctx, m, "recipients", e.what());
+      if (event.segment.is_null() && !event.followers_of) {
+        plan::RecipientPager inline_pager("", "");
+        emit(event, inline_pager.Fetch(event, plan::InitialState(event)).user_ids, nullptr, ctx);
+        continue;
+      }
+      // A fan-out job: resume from the checkpoint, work for a while, then yield.
+      auto state = checkpoints.Load(event.event_id).value_or(plan::InitialState(event));
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (state.phase != "done") {
+        auto current_lag = lag.Get();
+        lag_gauge.Set(static_cast<double>(current_lag));
+        if (current_lag > config.fanout_max_lag) {
+          paced.Inc();
+          ctx.Defer(msg);
+          ctx.PauseFor(msg, std::chrono::milliseconds(500));
+          break;
+        }
+        plan::Page page;
+        try {
+          page = pager.Fetch(event, state);
+        } catch (const TransientError& e) {
+          log->warn("fan-out of {} paused: {}", event.event_id, e.what());
+          ctx.Defer(msg);
+          ctx.PauseFor(msg, std::chrono::seconds(2));
+          break;
+        } catch (const PermanentError& e) {
+          st.DeadLetter(ctx, msg, "recipients", e.what());
+          state.phase = "done";
+          break;
+        }
+        kafka::AckGroup acks;
+        emit(event, page.user_ids, &acks, ctx);
+        auto failures = acks.Wait(config.drain_timeout);
+        if (!failures.empty()) throw TransientError("fan-out page not acknowledged: " + failures.front().error);
+        state = page.next;
+        checkpoints.Save(event.event_id, state);
+        pages.Inc();
+        if (state.phase != "done" && std::chrono::steady_clock::now() > deadline) {
+          ctx.Defer(msg);  // yield: the loop commits what is done and comes straight back
+          break;
+        }
+      }
+      if (state.phase == "done") {
+        log->info("fan-out of {} ({}) complete: {} recipients", event.event_id, event.event_type, state.emitted);
       }
     }
   });

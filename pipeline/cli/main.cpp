@@ -240,6 +240,7 @@ int main(int argc, char** argv) {
   std::string channel = "email";
   deliver->add_option("--channel", channel, "email | sms | telegram | push")->capture_default_str();
   auto* ledger = app.add_subcommand("ledger", "Ledger stage: statuses into PostgreSQL");
+  auto* retry = app.add_subcommand("retry", "Retry stage: re-produce delayed retries to their origin when due");
   auto* ingest = app.add_subcommand("ingest", "Ingest HTTP API: POST /v1/events");
   auto* publish = app.add_subcommand("publish", "Publish events from a file or stdin");
   herald::producers::PublishOptions publish_opts;
@@ -283,7 +284,7 @@ int main(int argc, char** argv) {
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
 
-  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, ingest, publish, topics, migrate, demo, dev}) sub->fallthrough();
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, ingest, publish, topics, migrate, demo, dev}) sub->fallthrough();
   for (auto* sub : {topics_list, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
@@ -300,6 +301,7 @@ int main(int argc, char** argv) {
     if (*enrich) return herald::consumers::RunEnrich(config);
     if (*deliver) return herald::consumers::RunDeliver(config, channel);
     if (*ledger) return herald::consumers::RunLedger(config);
+    if (*retry) return herald::consumers::RunRetry(config);
     if (*ingest) return herald::producers::RunIngest(config);
     if (*publish) {
       publish_opts.validate = !no_validate;

@@ -69,6 +69,30 @@ std::vector<Key> BuildKeys() {
       [](Config& c, const std::string& v) { c.http_connect_timeout = ParseDuration(v); });
   add("HERALD_HTTP_TIMEOUT", "http-timeout", "5s", "Upstream HTTP total timeout per request",
       [](Config& c, const std::string& v) { c.http_timeout = ParseDuration(v); });
+  add("HERALD_HTTP_CONCURRENCY", "http-concurrency", "16", "Upstream HTTP requests in flight at once per stage",
+      [](Config& c, const std::string& v) {
+        c.http_concurrency = ParseSize("HERALD_HTTP_CONCURRENCY", v);
+        if (c.http_concurrency == 0) throw ConfigError("HERALD_HTTP_CONCURRENCY must be at least 1");
+      });
+  add("HERALD_BREAKER_OPEN_FOR", "breaker-open-for", "5s", "How long an open circuit breaker refuses calls before a probe",
+      [](Config& c, const std::string& v) { c.breaker_open_for = ParseDuration(v); });
+  add("HERALD_CACHE_TTL", "cache-ttl", "10m", "How long enrichment data (users, movies) stays in the Redis cache",
+      [](Config& c, const std::string& v) { c.cache_ttl = duration_cast<seconds>(ParseDuration(v)); });
+  add("HERALD_RETRY_DELAYS", "retry-delays", "30s,5m,1h", "Delays of the three retry tiers (notify.retry.30s, .5m, .1h)",
+      [](Config& c, const std::string& v) {
+        std::vector<milliseconds> delays;
+        std::size_t start = 0;
+        while (start <= v.size()) {
+          auto comma = v.find(',', start);
+          delays.push_back(ParseDuration(v.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+        if (delays.size() != 3) throw ConfigError("HERALD_RETRY_DELAYS needs three delays, e.g. 30s,5m,1h");
+        c.retry_delays = delays;
+      });
+  add("HERALD_FANOUT_MAX_LAG", "fanout-max-lag", "100000", "A fan-out waits while downstream consumers lag by more than this many records",
+      [](Config& c, const std::string& v) { c.fanout_max_lag = static_cast<std::int64_t>(ParseSize("HERALD_FANOUT_MAX_LAG", v)); });
   add("HERALD_SMTP_URL", "smtp-url", "smtp://127.0.0.1:2525", "SMTP server (smtp:// or smtps://)", Str(&Config::smtp_url));
   add("HERALD_SMTP_FROM", "smtp-from", "Herald Cinema <noreply@cinema.example>", "From header of emails", Str(&Config::smtp_from));
   add("HERALD_SMTP_USER", "smtp-user", "", "SMTP user name", Str(&Config::smtp_user), true);

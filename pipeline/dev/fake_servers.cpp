@@ -48,6 +48,7 @@
 #include <spdlog/spdlog.h>
 
 #include "herald/common/logging.hpp"
+#include "herald/http/server.hpp"
 
 #include "herald/dev/fake_servers.hpp"
 
@@ -511,12 +512,7 @@ class FakeServer::Impl {
     // httplib takes ownership of the returned queue (it wraps it in a unique_ptr).
     server_.new_task_queue = [threads] { return std::make_unique<httplib::ThreadPool>(threads).release(); };
     server_.set_payload_max_length(kMaxPayloadBytes);
-    // httplib's default adds SO_REUSEPORT, which lets a second server bind the same
-    // port and silently share its traffic; a taken port must be an error instead.
-    server_.set_socket_options([](socket_t sock) {
-      const int yes = 1;
-      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
+    listen_socket_.Install(server_);
     const auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
     server_.Get(".*", handler);
     server_.Post(".*", handler);
@@ -554,6 +550,7 @@ class FakeServer::Impl {
                                            FakeRoleName(role_), options_.host, port));
     }
     port_ = port;
+    listen_socket_.Widen();
     thread_ = std::thread([this] {
       if (!server_.listen_after_bind() && !stopping_.load()) {
         Log().error("fake {} on port {}: accept loop failed", FakeRoleName(role_), port_.load());
@@ -1233,6 +1230,7 @@ class FakeServer::Impl {
   bool stopped_ = false;
   std::atomic<int> port_;
   std::atomic<bool> listen_returned_{false};
+  http::ListenSocket listen_socket_;
 
   // Last: the server and its accept thread use everything above.
   FakeHttpServer server_;

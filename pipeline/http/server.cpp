@@ -8,12 +8,7 @@ namespace herald::http {
 Server::Server() {
   server_.new_task_queue = [] { return new httplib::ThreadPool(8); };
   server_.set_keep_alive_max_count(1000);
-  // httplib's default also sets SO_REUSEPORT, which lets a second process bind a port that
-  // is in use and silently share its traffic; a taken port must be an error instead.
-  server_.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
+  socket_.Install(server_);
   // Any error response without a body gets a JSON one (e.g. httplib's own 413 and 400).
   server_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -39,6 +34,19 @@ Server::Server() {
   });
 }
 
+void ListenSocket::Install(httplib::Server& server) {
+  server.set_socket_options([fd = fd_](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    fd->store(sock);
+  });
+}
+
+void ListenSocket::Widen() const {
+  int fd = fd_->load();
+  if (fd >= 0) ::listen(fd, 1024);  // a second listen() on Linux only updates the backlog
+}
+
 Server::~Server() { Stop(); }
 
 void Server::Start(const std::string& host, int port) {
@@ -51,6 +59,7 @@ void Server::Start(const std::string& host, int port) {
     throw ConfigError("cannot listen on " + host + ":" + std::to_string(port) +
                       " (is the port in use? set HERALD_HTTP_PORT)");
   }
+  socket_.Widen();
   thread_ = std::thread([this] { server_.listen_after_bind(); });
   // The socket already accepts connections (they queue); wait for the loop so Stop() works.
   while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -65,6 +65,24 @@ std::vector<Header> Message::Headers() const {
   return out;
 }
 
+// ---- BatchContext ----------------------------------------------------------------------
+
+void BatchContext::Defer(const Message& m) {
+  PartitionKey key{std::string(m.Topic()), m.Partition()};
+  auto [it, inserted] = deferred_.try_emplace(key, m.Offset());
+  if (!inserted) it->second = std::min(it->second, m.Offset());
+}
+
+bool BatchContext::IsDeferred(const Message& m) const {
+  auto it = deferred_.find({std::string(m.Topic()), m.Partition()});
+  return it != deferred_.end() && m.Offset() >= it->second;
+}
+
+void BatchContext::PauseFor(const Message& m, std::chrono::milliseconds d) {
+  auto& slot = pauses_[{std::string(m.Topic()), m.Partition()}];
+  slot = std::max(slot, d);
+}
+
 // ---- ConsumerLoop ----------------------------------------------------------------------
 
 struct ConsumerLoop::Impl {
@@ -177,6 +195,19 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
 
   while (!stop_.load()) {
     batch.clear();
+    if (!paused_until_.empty()) {
+      auto now = std::chrono::steady_clock::now();
+      std::vector<TopicPartition> due;
+      for (auto it = paused_until_.begin(); it != paused_until_.end();) {
+        if (it->second <= now) {
+          due.push_back({it->first.first, it->first.second, -1});
+          it = paused_until_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (!due.empty()) Resume(due);
+    }
     // Wait up to poll_timeout for the first record, then take what is already fetched.
     auto wait = options_.poll_timeout;
     while (batch.size() < options_.batch_size) {
@@ -209,6 +240,8 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
     }
 
     bool ok = false;
+    std::map<BatchContext::PartitionKey, std::int64_t> deferred;
+    std::map<BatchContext::PartitionKey, std::chrono::milliseconds> pauses;
     try {
       AckGroup acks;
       BatchContext ctx(producer_, acks);
@@ -218,6 +251,8 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
         throw TransientError(std::to_string(failures.size()) + " produced record(s) failed, first: " +
                              failures.front().topic + ": " + failures.front().error);
       }
+      deferred = ctx.Deferred();
+      pauses = ctx.Pauses();
       ok = true;
     } catch (const std::exception& e) {
       log->error("{}: batch of {} record(s) from {} [{}] @{} failed, will retry in {} ms: {}",
@@ -227,11 +262,36 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
 
     if (ok) {
       std::vector<TopicPartition> store;
-      for (const auto& [tp, range] : span) store.push_back({tp.first, tp.second, range.second + 1});
-      auto list = ToList(store);
-      rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, list.get());
-      if (err && err != RD_KAFKA_RESP_ERR__STATE) {
-        log->warn("{}: storing offsets failed: {}", options_.group_id, rd_kafka_err2str(err));
+      std::vector<TopicPartition> rewind;
+      for (const auto& [tp, range] : span) {
+        auto d = deferred.find(tp);
+        if (d == deferred.end()) {
+          store.push_back({tp.first, tp.second, range.second + 1});
+        } else {
+          if (d->second > range.first) store.push_back({tp.first, tp.second, d->second});
+          rewind.push_back({tp.first, tp.second, d->second});
+        }
+      }
+      if (!store.empty()) {
+        auto list = ToList(store);
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, list.get());
+        if (err && err != RD_KAFKA_RESP_ERR__STATE) {
+          log->warn("{}: storing offsets failed: {}", options_.group_id, rd_kafka_err2str(err));
+        }
+      }
+      // Deferred partitions: pause first (if asked), then rewind to the first record not done.
+      auto now = std::chrono::steady_clock::now();
+      std::vector<TopicPartition> to_pause;
+      for (const auto& [tp, d] : pauses) {
+        if (d.count() <= 0) continue;
+        to_pause.push_back({tp.first, tp.second, -1});
+        paused_until_[tp] = now + d;
+      }
+      if (!to_pause.empty()) Pause(to_pause);
+      if (!rewind.empty()) {
+        auto list = ToList(rewind);
+        detail::ErrorHandle serr{rd_kafka_seek_partitions(rk, list.get(), 5000)};
+        if (serr) log->warn("seek failed: {}", rd_kafka_error_string(serr.get()));
       }
       if (commit_hook_) commit_hook_(batch);
       backoff = std::chrono::milliseconds(100);

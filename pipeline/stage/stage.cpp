@@ -1,5 +1,6 @@
 #include "herald/stage/stage.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <unistd.h>
@@ -43,6 +44,7 @@ Stage::Stage(const config::Config& config, StageSpec spec)
                                    "Time to process one batch, including waiting for acks", l);
   produced_ = &m.GetCounter("herald_records_produced_total", "Records produced", l);
   failed_ = &m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
+  retried_ = &m.GetCounter("herald_retries_total", "Records sent to a retry tier", l);
   producer_ = std::make_unique<kafka::Producer>(ProducerOptions(config_, "herald-" + spec_.name));
   if (!spec_.topics.empty()) {
     kafka::ConsumerLoop::Options o;
@@ -100,6 +102,48 @@ void Stage::DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m,
   failed_->Inc();
   Logger(spec_.name)->warn("dead-lettered {} [{}] @{}: {}: {}", m.Topic(), m.Partition(), m.Offset(),
                            error_class, reason);
+}
+
+int Stage::Attempt(const kafka::Message& m) {
+  auto a = m.HeaderValue("herald-attempt");
+  if (!a) return 0;
+  try {
+    return std::max(0, std::stoi(std::string(*a)));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+bool Stage::Retry(kafka::BatchContext& ctx, const kafka::Message& m, const std::string& reason,
+                  bool consume_attempt) {
+  auto tiers = topics::Catalog().Family("retry");
+  std::sort(tiers.begin(), tiers.end(), [](const auto* a, const auto* b) { return a->delay < b->delay; });
+  int attempt = Attempt(m);
+  int next = consume_attempt ? attempt + 1 : std::max(attempt, 1);
+  if (next > static_cast<int>(tiers.size())) {
+    DeadLetter(ctx, m, "exhausted", "gave up after " + std::to_string(attempt) + " attempts: " + reason);
+    return false;
+  }
+  auto delay = next - 1 < static_cast<int>(config_.retry_delays.size())
+                   ? config_.retry_delays[static_cast<std::size_t>(next - 1)]
+                   : std::chrono::duration_cast<std::chrono::milliseconds>(tiers[static_cast<std::size_t>(next - 1)]->delay);
+  kafka::OutRecord rec;
+  rec.topic = tiers[static_cast<std::size_t>(next - 1)]->name;
+  if (auto k = m.Key()) rec.key = std::string(*k);
+  rec.value = std::string(m.Value());
+  for (auto& h : m.Headers()) {
+    if (h.key.rfind("herald-retry-", 0) == 0 || h.key == "herald-attempt" || h.key == "herald-origin-topic") continue;
+    rec.headers.push_back(std::move(h));
+  }
+  auto origin = m.HeaderValue("herald-origin-topic");
+  rec.headers.push_back({"herald-origin-topic", origin ? std::string(*origin) : std::string(m.Topic())});
+  rec.headers.push_back({"herald-attempt", std::to_string(consume_attempt ? next : attempt)});
+  rec.headers.push_back({"herald-retry-not-before", std::to_string((NowMs() + delay).time_since_epoch().count())});
+  rec.headers.push_back({"herald-retry-reason", reason.substr(0, 500)});
+  rec.headers.push_back({"herald-retry-stage", spec_.name});
+  Produce(ctx, rec);
+  retried_->Inc();
+  return true;
 }
 
 void Stage::EmitStatus(kafka::BatchContext& ctx, const model::StatusRecord& status) {

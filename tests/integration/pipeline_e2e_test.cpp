@@ -234,7 +234,7 @@ TEST_CASE("SIGTERM drains a stage, which leaves within 10 seconds", "[e2e][lifec
 }
 
 TEST_CASE("every stage serves metrics, liveness and readiness", "[e2e][ops]") {
-  for (const char* stage : {"ingest", "plan", "enrich", "deliver-email", "ledger"}) {
+  for (const char* stage : {"ingest", "plan", "enrich", "deliver-email", "ledger", "retry"}) {
     INFO(stage);
     herald::http::Client c;
     std::string base = "http://127.0.0.1:" + std::to_string(S().stack->Port(stage));
@@ -270,7 +270,7 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
     p >> pid;
     pids.push_back(pid);
   }
-  CHECK(pids.size() == 10);  // broker, postgres, redis, smtp, fakes and five stages
+  CHECK(pids.size() == 11);  // broker, postgres, redis, smtp, fakes and six stages
   REQUIRE(Run(std::string(HERALD_BINARY) + " dev down --state-dir " + dir.Path() + " 2>&1", &out) == 0);
   for (pid_t pid : pids) {
     INFO(pid);

@@ -32,6 +32,13 @@ struct Config {
   std::string movies_url = "http://127.0.0.1:18083";
   std::chrono::milliseconds http_connect_timeout{1000};
   std::chrono::milliseconds http_timeout{5000};
+  std::size_t http_concurrency = 16;
+  std::chrono::milliseconds breaker_open_for{5000};
+  std::chrono::seconds cache_ttl{600};
+  // Retries and fan-out
+  std::vector<std::chrono::milliseconds> retry_delays = {std::chrono::seconds(30), std::chrono::minutes(5),
+                                                         std::chrono::hours(1)};
+  std::int64_t fanout_max_lag = 100'000;
   // Providers
   std::string smtp_url = "smtp://127.0.0.1:2525";
   std::string smtp_from = "Herald Cinema <noreply@cinema.example>";

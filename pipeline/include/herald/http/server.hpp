@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <atomic>
 #include <thread>
 
 #include <httplib.h>
@@ -13,6 +14,20 @@
 #include "herald/metrics/registry.hpp"
 
 namespace herald::http {
+
+/// The listening socket of an httplib server, set up the way Herald needs it: SO_REUSEADDR
+/// without httplib's SO_REUSEPORT (which would let a second process share a taken port
+/// silently), and a backlog of 1024 instead of httplib's fixed 5 (which drops connection
+/// bursts; the client then waits a second for SYN retransmission).
+/// Install() before binding, Widen() after.
+class ListenSocket {
+ public:
+  void Install(httplib::Server& server);
+  void Widen() const;
+
+ private:
+  std::shared_ptr<std::atomic<int>> fd_ = std::make_shared<std::atomic<int>>(-1);
+};
 
 class Server {
  public:
@@ -27,6 +42,7 @@ class Server {
 
  private:
   httplib::Server server_;
+  ListenSocket socket_;
   int port_ = 0;
   std::thread thread_;
 };

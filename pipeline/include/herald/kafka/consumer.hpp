@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -49,15 +50,32 @@ class Message {
 
 /// Given to a batch handler: everything produced through it is tracked, and the batch's
 /// offsets are stored only when all of it is acknowledged.
+///
+/// Defer(m) ends the batch early for m's partition: m and everything after it on that
+/// partition are not committed, and the partition is rewound to m so it is read again
+/// (optionally after PauseFor). Handlers skip deferred records with IsDeferred(). This is
+/// how a stage makes partial progress on long work (a huge fan-out) or waits for a due time
+/// (retry tiers) without sleeping inside the poll loop or blocking other partitions.
 class BatchContext {
  public:
   BatchContext(Producer& producer, AckGroup& acks) : producer_(producer), acks_(acks) {}
   void Produce(const OutRecord& record) { producer_.Produce(record, acks_.Track()); }
   std::size_t Produced() const { return acks_.Pending(); }
 
+  void Defer(const Message& m);
+  bool IsDeferred(const Message& m) const;
+  /// Keeps m's partition paused for `d` (resumed by the loop when due).
+  void PauseFor(const Message& m, std::chrono::milliseconds d);
+
+  using PartitionKey = std::pair<std::string, std::int32_t>;
+  const std::map<PartitionKey, std::int64_t>& Deferred() const { return deferred_; }
+  const std::map<PartitionKey, std::chrono::milliseconds>& Pauses() const { return pauses_; }
+
  private:
   Producer& producer_;
   AckGroup& acks_;
+  std::map<PartitionKey, std::int64_t> deferred_;  // partition -> first offset not done
+  std::map<PartitionKey, std::chrono::milliseconds> pauses_;
 };
 
 class ConsumerLoop {
@@ -112,6 +130,7 @@ class ConsumerLoop {
   std::atomic<std::int64_t> last_poll_ms_{0};
   std::atomic<bool> ready_{false};
   CommitHook commit_hook_;
+  std::map<BatchContext::PartitionKey, std::chrono::steady_clock::time_point> paused_until_;
   std::unique_ptr<Impl> impl_;  // declared last: destroyed first
 };
 

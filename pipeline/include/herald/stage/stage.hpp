@@ -42,6 +42,16 @@ class Stage {
   /// Sends a consumed record to notify.dlq.v1 with its origin and the reason.
   void DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m, const std::string& error_class,
                   const std::string& reason);
+  /// Sends a consumed record to the next retry tier (notify.retry.30s, 5m, 1h) with its
+  /// origin, attempt, reason and due time in headers; the retry stage re-produces it to its
+  /// origin when due. After the last tier the record is dead-lettered ("exhausted").
+  /// With consume_attempt = false (work parked because an upstream's breaker is open, so it
+  /// was never tried) the attempt count is kept and the record waits in its current tier.
+  /// Returns false when the record was dead-lettered.
+  bool Retry(kafka::BatchContext& ctx, const kafka::Message& m, const std::string& reason,
+             bool consume_attempt = true);
+  /// The attempt number carried by a record (0 for a first try).
+  static int Attempt(const kafka::Message& m);
   /// Produces a status change to notify.status.v1.
   void EmitStatus(kafka::BatchContext& ctx, const model::StatusRecord& status);
 
@@ -58,6 +68,7 @@ class Stage {
   StageSpec spec_;
   metrics::Counter* consumed_ = nullptr;
   metrics::Counter* produced_ = nullptr;
+  metrics::Counter* retried_ = nullptr;
   metrics::Counter* failed_ = nullptr;
   metrics::Counter* dead_letters_ = nullptr;
   metrics::Histogram* batch_seconds_ = nullptr;

@@ -1,0 +1,75 @@
+#include "herald/kafka/lag.hpp"
+
+#include "herald/common/errors.hpp"
+#include "kafka/rdkafka_util.hpp"
+
+namespace herald::kafka {
+
+struct LagMonitor::Impl {
+  std::string group;
+  detail::KafkaHandle rk;
+};
+
+LagMonitor::LagMonitor(const std::string& brokers, const Settings& settings, std::string group)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->group = std::move(group);
+  // A consumer handle that never subscribes: it only asks the coordinator for the group's
+  // committed offsets, so it does not join or disturb the group.
+  auto conf = detail::BuildConf({{"bootstrap.servers", brokers},
+                                 {"group.id", impl_->group},
+                                 {"client.id", "herald-lag-" + impl_->group},
+                                 {"enable.auto.commit", "false"}},
+                                settings);
+  impl_->rk = detail::CreateHandle(RD_KAFKA_CONSUMER, std::move(conf));
+}
+
+LagMonitor::~LagMonitor() {
+  if (impl_ && impl_->rk) rd_kafka_consumer_close(impl_->rk.get());
+}
+
+std::vector<LagMonitor::PartitionLag> LagMonitor::Partitions(const std::string& topic) {
+  rd_kafka_t* rk = impl_->rk.get();
+  const rd_kafka_metadata_t* md = nullptr;
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
+      rd_kafka_topic_new(rk, topic.c_str(), nullptr), rd_kafka_topic_destroy);
+  if (rd_kafka_metadata(rk, 0, rkt.get(), &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || !md ||
+      md->topic_cnt != 1) {
+    if (md) rd_kafka_metadata_destroy(md);
+    throw TransientError("cannot read metadata of " + topic);
+  }
+  int partitions = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+
+  detail::PartitionListHandle list{rd_kafka_topic_partition_list_new(partitions)};
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  rd_kafka_resp_err_t err = rd_kafka_committed(rk, list.get(), 5000);
+  if (err) throw TransientError("cannot read committed offsets of " + impl_->group + ": " + rd_kafka_err2str(err));
+
+  std::vector<PartitionLag> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    PartitionLag pl;
+    pl.partition = list->elems[i].partition;
+    int64_t low = 0, high = 0;
+    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), pl.partition, &low, &high, 5000);
+    if (err) throw TransientError("cannot read watermarks of " + topic + ": " + rd_kafka_err2str(err));
+    pl.high = high;
+    pl.committed = list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    pl.lag = high - (pl.committed >= 0 ? std::max(pl.committed, low) : low);
+    if (pl.lag < 0) pl.lag = 0;
+    out.push_back(pl);
+  }
+  return out;
+}
+
+std::int64_t LagMonitor::Lag(const std::string& topic, bool* committed_any) {
+  std::int64_t total = 0;
+  bool any = false;
+  for (const auto& p : Partitions(topic)) {
+    total += p.lag;
+    any = any || p.committed >= 0;
+  }
+  if (committed_any) *committed_any = any;
+  return total;
+}
+
+}  // namespace herald::kafka
