@@ -136,19 +136,20 @@ void Checkpoints::Save(const std::string& event_id, const JobState& state) {
 namespace {
 
 // Downstream lag, summed over the groups that consume what plan feeds: enrich on the
-// requests topic, and each channel's delivery group on its topics. A group that never
-// committed is not running yet and is left out. Cached for a second.
+// requests topic (always counted: before it ever commits, everything retained is lag), and
+// each channel's delivery group on its topics, counted once it has committed anywhere (a
+// channel whose consumer is not deployed must not stall every fan-out). Cached for a second.
 class DownstreamLag {
  public:
   explicit DownstreamLag(const config::Config& config) {
     const auto& catalog = topics::Catalog();
     groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-enrich"),
-                       {catalog.Requests()}});
+                       {catalog.Requests()}, true});
     std::map<std::string, std::vector<std::string>> by_channel;
     for (const auto* t : catalog.Family("deliver")) by_channel[t->channel].push_back(t->name);
     for (auto& [channel, topics] : by_channel) {
       groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-deliver-" + channel),
-                         topics});
+                         topics, false});
     }
   }
   std::int64_t Get() {
@@ -156,11 +157,14 @@ class DownstreamLag {
     if (now - at_ < std::chrono::seconds(1)) return cached_;
     std::int64_t total = 0;
     for (auto& g : groups_) {
+      std::int64_t group_lag = 0;
+      bool committed_any = false;
       for (const auto& t : g.topics) {
         bool committed = false;
-        auto lag = g.monitor->Lag(t, &committed);
-        if (committed) total += lag;
+        group_lag += g.monitor->Lag(t, &committed);
+        committed_any = committed_any || committed;
       }
+      if (g.always || committed_any) total += group_lag;
     }
     cached_ = total;
     at_ = now;
@@ -171,6 +175,7 @@ class DownstreamLag {
   struct Group {
     std::unique_ptr<kafka::LagMonitor> monitor;
     std::vector<std::string> topics;
+    bool always = false;
   };
   std::vector<Group> groups_;
   std::int64_t cached_ = 0;

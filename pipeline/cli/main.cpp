@@ -280,6 +280,9 @@ int main(int argc, char** argv) {
   dev_up->add_option("--state-dir", stack_opts.state_dir, "Where state, logs and mail go")->capture_default_str();
   dev_up->add_option("--broker-port", stack_opts.broker_port, "Bootstrap port of the embedded broker")->capture_default_str();
   dev_up->add_flag("--detach", detach, "Run in the background");
+  dev_up->add_option("--users", stack_opts.fake_users, "Synthetic users served by the fake auth API")->capture_default_str();
+  std::vector<std::string> stage_settings;
+  dev_up->add_option("--stage-env", stage_settings, "Extra HERALD_X=value settings for the stages (repeatable)");
   auto* dev_down = dev->add_subcommand("down", "Stop a detached stack");
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
@@ -312,7 +315,16 @@ int main(int argc, char** argv) {
     if (*demo) return Demo(state_dir, demo_count, demo_timeout);
     if (*dev_broker) return DevBroker(broker_host, broker_port, broker_count, broker_partitions);
     if (*dev_fakes) return DevFakes(fake_ports, seed, user_count);
-    if (*dev_up) return DevUp(stack_opts, detach, false);
+    if (*dev_up) {
+      for (const auto& kv : stage_settings) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos || kv.rfind("HERALD_", 0) != 0) {
+          throw herald::InvalidInput("--stage-env expects HERALD_NAME=value, got '" + kv + "'");
+        }
+        stack_opts.stage_env[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      return DevUp(stack_opts, detach, false);
+    }
     if (*dev_down) return herald::dev::StopDetached(down_dir);
   } catch (const herald::InvalidInput& e) {
     std::cerr << "herald: " << e.what() << "\n";

@@ -311,7 +311,7 @@ void DevStack::Up() {
     env_["HERALD_SMTP_DIR"] = mail;
 
     std::map<std::string, int> fake_ports;
-    Child fakes{"fakes", {options_.herald_binary, "dev", "fakes"}};
+    Child fakes{"fakes", {options_.herald_binary, "dev", "fakes", "--users", std::to_string(options_.fake_users)}};
     for (const char* role : {"auth", "ugc", "movies", "sms", "telegram", "push"}) {
       fake_ports[role] = FreePort();
       fakes.argv.push_back(std::string("--") + role + "-port");
@@ -446,6 +446,13 @@ int DevStack::Port(const std::string& name) const {
     if (c.name == name) return c.ready_port;
   }
   throw InvalidInput("no process named " + name);
+}
+
+pid_t DevStack::Pid(const std::string& name) const {
+  for (const auto& c : children_) {
+    if (c.name == name) return c.pid;
+  }
+  return -1;
 }
 
 std::vector<std::string> DevStack::Names() const {

@@ -21,44 +21,48 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds interval) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(interval);
   }
   return pred();
 }
 
-std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string& topic, std::size_t expected,
-                                  std::chrono::milliseconds timeout) {
+std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
+                                        const std::function<bool(const std::vector<ReadRecord>&)>& done,
+                                        std::chrono::milliseconds timeout) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
   rd_kafka_conf_set(conf, "group.id", "herald-test-reader", err, sizeof err);
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
   rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(
-      rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err), rd_kafka_destroy);
-  const rd_kafka_metadata_t* md = nullptr;
-  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
-      rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err),
+                                                              rd_kafka_destroy);
   std::vector<ReadRecord> out;
-  if (rd_kafka_metadata(rk.get(), 0, rkt.get(), &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
-  int partitions = md->topics[0].partition_cnt;
-  rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-  for (int p = 0; p < partitions; ++p) {
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
+  for (const auto& topic : topics) {
+    const rd_kafka_metadata_t* md = nullptr;
+    std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
+        rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
+    if (rd_kafka_metadata(rk.get(), 0, rkt.get(), &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    int partitions = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    for (int p = 0; p < partitions; ++p) {
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
   }
   rd_kafka_assign(rk.get(), list);
   rd_kafka_topic_partition_list_destroy(list);
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
+  while (!done(out) && std::chrono::steady_clock::now() < deadline) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
     if (!m) continue;
     if (!m->err) {
-      ReadRecord r{topic, m->partition, m->offset,
+      ReadRecord r{rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                    m->key ? std::string(static_cast<char*>(m->key), m->key_len) : "",
                    std::string(static_cast<char*>(m->payload), m->len), {}};
       rd_kafka_headers_t* hdrs = nullptr;
@@ -76,6 +80,11 @@ std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string&
   }
   rd_kafka_consumer_close(rk.get());
   return out;
+}
+
+std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string& topic, std::size_t expected,
+                                  std::chrono::milliseconds timeout) {
+  return ReadTopicsUntil(brokers, {topic}, [expected](const auto& r) { return r.size() >= expected; }, timeout);
 }
 
 int Run(const std::string& command, std::string* out) {

@@ -22,8 +22,9 @@ class TempDir {
   std::string path_;
 };
 
-/// Polls `pred` every 20 ms until it is true or `timeout` passes. Returns the final value.
-bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+/// Polls `pred` every `interval` until it is true or `timeout` passes. Returns the final value.
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds interval = std::chrono::milliseconds(20));
 
 struct ReadRecord {
   std::string topic;
@@ -38,6 +39,12 @@ struct ReadRecord {
 /// assign-based consumer, until `expected` records are read or `timeout` passes.
 std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string& topic, std::size_t expected,
                                   std::chrono::milliseconds timeout);
+
+/// Reads `topics` (every partition, from the beginning) until `done(records so far)` is true
+/// or `timeout` passes; returns what was read.
+std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
+                                        const std::function<bool(const std::vector<ReadRecord>&)>& done,
+                                        std::chrono::milliseconds timeout);
 
 /// Runs a shell command and returns its exit code; stdout into `out` when given.
 int Run(const std::string& command, std::string* out = nullptr);

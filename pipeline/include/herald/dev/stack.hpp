@@ -6,6 +6,7 @@
 //
 // Not thread-safe; call from the thread that created it (the parent-death signal is tied to it).
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct StackOptions {
   int broker_port = 39092;     // stable bootstrap port; falls back to a free one if taken; 0 = any
   bool with_stages = true;
   std::map<std::string, std::string> stage_env;  // extra HERALD_* settings for the stages
+  std::uint64_t fake_users = 1'000'000;  // synthetic users u-1..u-N served by the fake auth API
   bool quiet = false;
 };
 
@@ -50,6 +52,8 @@ class DevStack {
   std::string LogFile(const std::string& name) const;
   /// The port a child answers on (a stage's HTTP port).
   int Port(const std::string& name) const;
+  /// The process id of a running child (-1 when not running).
+  pid_t Pid(const std::string& name) const;
 
   struct Child {
     std::string name;

@@ -1,0 +1,45 @@
+#pragma once
+// A development stack for integration tests: real PostgreSQL, Redis, SMTP sink, embedded
+// broker, fake upstreams and every stage as processes, with short retry delays so tests
+// exercise the retry tiers quickly.
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "herald/dev/stack.hpp"
+#include "support/support.hpp"
+
+namespace herald::test {
+
+class TestStack {
+ public:
+  explicit TestStack(std::uint64_t fake_users = 1'000'000, std::map<std::string, std::string> extra_env = {});
+  ~TestStack();
+  std::string Env(const std::string& k) const { return stack->Env().at(k); }
+  dev::DevStack& Dev() { return *stack; }
+
+  /// Mails received per envelope recipient.
+  std::map<std::string, int> MailCounts() const;
+  int MailsTo(const std::string& address) const;
+  /// Number of .eml files (cheap, for large runs).
+  std::size_t MailFiles() const;
+  /// Publishes JSON events with `herald publish`; returns the event ids.
+  std::vector<std::string> Publish(const std::vector<nlohmann::json>& events) const;
+  /// GET a stage's /metrics and return the value of one series (0 when absent).
+  double Metric(const std::string& stage, const std::string& series) const;
+  /// The fake server control API of a role ("auth", "ugc", ...).
+  void SetFault(const std::string& role, const nlohmann::json& fault) const;
+  void ClearFaults(const std::string& role) const;
+  nlohmann::json FakeRequests(const std::string& role, const std::string& path_prefix) const;
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<dev::DevStack> stack;
+};
+
+std::string EmailOf(int user);
+
+}  // namespace herald::test
