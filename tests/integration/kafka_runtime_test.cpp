@@ -12,7 +12,9 @@
 #include "herald/common/errors.hpp"
 #include "herald/kafka/consumer.hpp"
 #include "herald/kafka/embedded_broker.hpp"
+#include "herald/kafka/lag.hpp"
 #include "herald/kafka/producer.hpp"
+#include "herald/stage/stage.hpp"
 #include "support/support.hpp"
 
 using namespace herald::kafka;
@@ -278,4 +280,115 @@ TEST_CASE("kcat talks to the embedded broker through the stable port", "[kafka][
                                 " -G kcat-group -X auto.offset.reset=earliest -c 1 -q -f '%s\\n' t.kcat 2>/dev/null",
                             &out) == 0);
   CHECK(out == "hello-from-kcat\n");
+}
+
+TEST_CASE("a deferred record is committed only when done, and a paused partition waits", "[kafka][consumer]") {
+  Broker().CreateTopic("t.defer", 2, 1);
+  Producer p(ProducerOpts());
+  p.ProduceSync({"t.defer", "a", "slow", {}, 0}, 5s);
+  for (int i = 0; i < 3; ++i) p.ProduceSync({"t.defer", "b", "fast" + std::to_string(i), {}, 1}, 5s);
+  std::mutex mu;
+  std::vector<std::string> done;
+  std::map<std::string, std::chrono::steady_clock::time_point> first_seen;
+  auto start = std::chrono::steady_clock::now();
+  ConsumerLoop loop(ConsumerOpts("g-defer", "t.defer"), p);
+  RunLoop(
+      loop,
+      [&](std::span<const Message> batch, BatchContext& ctx) {
+        std::lock_guard lock(mu);
+        for (const auto& m : batch) {
+          if (ctx.IsDeferred(m)) continue;
+          std::string v(m.Value());
+          first_seen.try_emplace(v, std::chrono::steady_clock::now());
+          // "slow" is not ready for 1.5 s after it was first seen: defer it and pause its partition.
+          if (v == "slow" && std::chrono::steady_clock::now() - first_seen[v] < 1500ms) {
+            ctx.Defer(m);
+            ctx.PauseFor(m, 500ms);
+            continue;
+          }
+          done.push_back(v);
+        }
+      },
+      [&] {
+        std::lock_guard lock(mu);
+        return std::find(done.begin(), done.end(), "slow") != done.end();
+      });
+  std::lock_guard lock(mu);
+  // The other partition was not held up by the deferred record.
+  REQUIRE(done.size() == 4);
+  CHECK(done.back() == "slow");
+  CHECK(std::chrono::steady_clock::now() - start >= 1500ms);
+  // Everything is committed now: a new member of the group sees nothing old.
+  ProduceN("t.defer", 1, "after");
+  std::vector<std::string> again;
+  ConsumerLoop next(ConsumerOpts("g-defer", "t.defer"), p);
+  RunLoop(
+      next,
+      [&](std::span<const Message> batch, BatchContext&) {
+        for (const auto& m : batch) again.emplace_back(m.Value());
+      },
+      [&] { return !again.empty(); });
+  CHECK(again == std::vector<std::string>{"after0"});
+}
+
+TEST_CASE("lag is what a group has not committed, and a new group lags by everything", "[kafka][lag]") {
+  Broker().CreateTopic("t.lag", 2, 1);
+  ProduceN("t.lag", 30);
+  herald::kafka::LagMonitor monitor(Broker().Bootstrap(), {}, "g-lag");
+  bool committed = true;
+  CHECK(monitor.Lag("t.lag", &committed) == 30);
+  CHECK_FALSE(committed);
+  Producer out(ProducerOpts());
+  std::atomic<int> seen{0};
+  {
+    ConsumerLoop loop(ConsumerOpts("g-lag", "t.lag"), out);
+    RunLoop(
+        loop, [&](std::span<const Message> batch, BatchContext&) { seen += static_cast<int>(batch.size()); },
+        [&] { return seen.load() >= 30; });
+  }
+  CHECK(monitor.Lag("t.lag", &committed) == 0);
+  CHECK(committed);
+  ProduceN("t.lag", 5);
+  CHECK(monitor.Lag("t.lag") == 5);
+}
+
+TEST_CASE("Stage::Retry climbs the tiers with origin and attempt, then dead-letters", "[kafka][retry]") {
+  herald::config::Config config;
+  config.brokers = Broker().Bootstrap();
+  config.retry_delays = {100ms, 200ms, 300ms};
+  herald::stage::Stage st(config, {"retry-test", {}});
+  Broker().CreateTopic("t.retry-origin", 1, 1);
+  Producer p(ProducerOpts());
+  p.ProduceSync({"t.retry-origin", "k1", "payload-1", {}}, 5s);
+  p.ProduceSync({"t.retry-origin", "k2", "payload-2", {{"herald-attempt", "3"}, {"herald-origin-topic", "notify.requests.v1"}}}, 5s);
+  std::atomic<int> handled{0};
+  ConsumerLoop loop(ConsumerOpts("g-retry-helper", "t.retry-origin"), p);
+  RunLoop(
+      loop,
+      [&](std::span<const Message> batch, BatchContext& ctx) {
+        for (const auto& m : batch) {
+          st.Retry(ctx, m, "upstream 503");
+          ++handled;
+        }
+      },
+      [&] { return handled.load() >= 2; });
+  auto tier = ReadTopic(Broker().Bootstrap(), "notify.retry.30s", 1, 10s);
+  REQUIRE(tier.size() == 1);
+  CHECK(tier[0].key == "k1");
+  CHECK(tier[0].value == "payload-1");
+  std::map<std::string, std::string> h;
+  for (const auto& x : tier[0].headers) h[x.key] = x.value;
+  CHECK(h["herald-origin-topic"] == "t.retry-origin");
+  CHECK(h["herald-attempt"] == "1");
+  CHECK(h["herald-retry-reason"] == "upstream 503");
+  auto due = std::stoll(h["herald-retry-not-before"]);
+  auto now = herald::NowMs().time_since_epoch().count();
+  CHECK(due > now - 10'000);
+  CHECK(due <= now + 100);
+  auto dlq = ReadTopic(Broker().Bootstrap(), "notify.dlq.v1", 1, 10s);
+  REQUIRE(dlq.size() == 1);
+  auto letter = nlohmann::json::parse(dlq[0].value);
+  CHECK(letter["error_class"] == "exhausted");
+  CHECK(letter["original"] == "payload-2");
+  CHECK(letter["reason"].get<std::string>().find("after 3 attempts") != std::string::npos);
 }
