@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Development SMTP sink: a real SMTP server (aiosmtpd) that writes every received message
-to DIR as one .eml file. Used by `herald dev up` and the integration tests."""
+to DIR as one .eml file. Used by `herald dev up` and the integration tests.
+
+Recipients whose local part starts with "bounce" are refused permanently (550) and those
+starting with "tempfail" temporarily (451), so tests can exercise both outcomes."""
 import argparse
 import asyncio
 import os
@@ -14,6 +17,16 @@ class SaveToDir:
     def __init__(self, directory):
         self.directory = directory
         self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # Test addresses that behave like real mailboxes gone bad.
+        local = address.split("@", 1)[0]
+        if local.startswith("bounce"):
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        if local.startswith("tempfail"):
+            return "451 4.3.0 <%s>: temporarily unavailable, try again later" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.count += 1

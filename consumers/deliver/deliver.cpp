@@ -1,5 +1,7 @@
 #include <unistd.h>
 
+#include <set>
+
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
 #include "herald/common/errors.hpp"
@@ -34,9 +36,13 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& dupes = m.GetCounter("herald_duplicates_suppressed_total", "Deliveries skipped because already sent", l);
   auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
   auto log = Logger("deliver");
+  // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
+  // of the batch marks it instead of sending again. Bounded: cleared once marked.
+  std::set<std::string> sent_unmarked;
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     for (const auto& msg : batch) {
+      if (ctx.IsDeferred(msg)) continue;
       model::Delivery d;
       try {
         d = model::DeliveryFromJson(nlohmann::json::parse(msg.Value()));
@@ -45,6 +51,12 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         continue;
       } catch (const InvalidInput& e) {
         st.DeadLetter(ctx, msg, "schema", e.what());
+        continue;
+      }
+      if (sent_unmarked.count(d.notification_id)) {
+        claims.MarkDone(d.notification_id, d.channel, "sent");  // throws again if Redis is still away
+        sent_unmarked.erase(d.notification_id);
+        st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
         continue;
       }
       std::string done_outcome;
@@ -57,8 +69,11 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           if (done_outcome == "sent") st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
           continue;
         case deliver::ClaimState::kHeldByOther:
-          // Another replica is sending it right now (or crashed mid-send; its lease expires).
-          throw TransientError("notification " + d.notification_id + " is claimed by another sender");
+          // Another replica is sending it right now (or crashed mid-send and its lease will
+          // expire): come back to this partition later; the others flow on.
+          ctx.Defer(msg);
+          ctx.PauseFor(msg, std::chrono::seconds(1));
+          continue;
         case deliver::ClaimState::kClaimed:
           break;
       }
@@ -75,7 +90,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       }
       deliver::Email email;
       email.to = d.address;
-      email.to_name = d.vars.value("first_name", "");
+      email.to_name = d.vars.contains("first_name") && d.vars["first_name"].is_string() ? d.vars["first_name"].get<std::string>() : "";
       email.subject = rendered.subject;
       email.text = rendered.text;
       email.html = rendered.html;
@@ -95,7 +110,12 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         continue;
       }
       auto status = outcome.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
-      claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));
+      try {
+        claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));
+      } catch (const TransientError&) {
+        if (status == model::Status::kSent) sent_unmarked.insert(d.notification_id);
+        throw;
+      }
       auto s = model::MakeStatus(d, status, status == model::Status::kSent ? "" : outcome.detail);
       s.provider = "smtp";
       s.provider_message_id = email.message_id;

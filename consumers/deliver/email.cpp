@@ -172,14 +172,24 @@ SmtpSender::Outcome SmtpSender::Send(const Email& email) {
     curl_easy_setopt(c, CURLOPT_USERNAME, impl_->options.user.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, impl_->options.password.c_str());
   }
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   CURLcode rc = curl_easy_perform(c);
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   if (rc == CURLE_OK) return {SendResult::kSent, "250"};
-  std::string detail = std::string(curl_easy_strerror(rc)) + " (SMTP " + std::to_string(code) + ")";
-  // 5xx replies to RCPT/DATA are permanent (unknown mailbox, policy); everything else —
-  // 4xx, timeouts, refused connections — is worth retrying.
-  if (code >= 500 && code < 600) return {SendResult::kRejected, detail};
+  std::string detail = std::string(errbuf[0] ? errbuf : curl_easy_strerror(rc)) + " (SMTP " + std::to_string(code) + ")";
+  // Only a refusal of this recipient or this message is permanent: 550/551/553 (no such
+  // mailbox, not local, bad mailbox name) and 552/554 when they answer the recipient or the
+  // data. Everything else — 4xx, authentication (535/530), a refused greeting or sender,
+  // timeouts, resets — is about the server or Herald's configuration and is retried.
+  // libcurl reports a refused RCPT as "RCPT failed: <code>" and a refused message (the
+  // reply to the data) as CURLE_WEIRD_SERVER_REPLY; a refused MAIL FROM says "MAIL failed".
+  bool recipient_refused = std::strstr(errbuf, "RCPT") != nullptr || rc == CURLE_WEIRD_SERVER_REPLY;
+  if (rc != CURLE_LOGIN_DENIED && recipient_refused &&
+      (code == 550 || code == 551 || code == 552 || code == 553 || code == 554)) {
+    return {SendResult::kRejected, detail};
+  }
   return {SendResult::kRetryLater, detail};
 }
 

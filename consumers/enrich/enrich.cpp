@@ -129,7 +129,28 @@ int RunEnrich(const config::Config& config) {
         st.DeadLetter(ctx, m, "schema", e.what());
       }
     }
-    auto outcomes = enricher.Process(requests);
+    // Bad data from an upstream (a null where a string belongs, ...) must cost only the
+    // record it concerns: if the batch fails on data, redo it record by record and
+    // dead-letter the ones that still fail.
+    std::vector<enrich::Outcome> outcomes;
+    try {
+      outcomes = enricher.Process(requests);
+    } catch (const std::exception& batch_error) {
+      if (dynamic_cast<const TransientError*>(&batch_error)) throw;
+      outcomes.clear();
+      for (const auto& req : requests) {
+        try {
+          outcomes.push_back(std::move(enricher.Process({req}).front()));
+        } catch (const TransientError&) {
+          throw;
+        } catch (const std::exception& e) {
+          enrich::Outcome bad;
+          bad.kind = enrich::Outcome::Kind::kInvalid;
+          bad.reason = std::string("enrichment failed on upstream data: ") + e.what();
+          outcomes.push_back(std::move(bad));
+        }
+      }
+    }
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
       auto& o = outcomes[i];
       const auto& m = *sources[i];
@@ -137,7 +158,7 @@ int RunEnrich(const config::Config& config) {
         case enrich::Outcome::Kind::kDeliver: {
           const auto& d = o.delivery;
           st.Produce(ctx, {catalog.Deliver(d.channel, model::PriorityName(d.request.priority)), d.request.user_id,
-                           model::ToJson(d).dump(), {{"herald-notification-id", d.notification_id}}});
+                           model::Dump(model::ToJson(d)), {{"herald-notification-id", d.notification_id}}});
           st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kAccepted));
           break;
         }
@@ -145,7 +166,12 @@ int RunEnrich(const config::Config& config) {
           st.EmitStatus(ctx, o.status);
           break;
         case enrich::Outcome::Kind::kRetry:
-          st.Retry(ctx, m, o.reason);
+          if (!st.Retry(ctx, m, o.reason)) {
+            // Exhausted: the dead letter has the record; the ledger learns it failed.
+            const auto* type = registry->Find(requests[i].event_type);
+            st.EmitStatus(ctx, enrich::StatusWithoutDelivery(requests[i], type ? type->channels.front() : "none",
+                                                             model::Status::kFailed, "retries exhausted: " + o.reason));
+          }
           break;
         case enrich::Outcome::Kind::kPark:
           st.Retry(ctx, m, o.reason, /*consume_attempt=*/false);

@@ -94,8 +94,8 @@ Json BuildVars(const model::NotificationRequest& request, const Json& user,
     const Json* m = request.content.empty() ? nullptr : movie(request.content.front());
     if (m) {
       vars["series_title"] = Localized(*m, locale);
-      vars["season"] = (*m)["season"];
-      vars["episode"] = (*m)["episode"];
+      vars["season"] = m->value("season", Json());
+      vars["episode"] = m->value("episode", Json());
       vars["url"] = m->value("url", "");
       vars["release_date"] = m->value("release_date", "");
     }

@@ -86,7 +86,11 @@ Page RecipientPager::Fetch(const model::Event& event, const JobState& state) {
   if (!state.cursor.empty()) url += "&cursor=" + http::UrlEncode(state.cursor);
   http::Client client;
   auto res = client.Get(url);
-  if (res.status == 429 || res.status >= 500) throw TransientError("GET " + url + " answered " + std::to_string(res.status));
+  // 401/403 mean Herald's credentials or the upstream's configuration are wrong, 408/429/5xx
+  // that it is overloaded: all of them are fixed without touching the event, so it waits.
+  if (res.status == 401 || res.status == 403 || res.status == 408 || res.status == 429 || res.status >= 500) {
+    throw TransientError("GET " + url + " answered " + std::to_string(res.status));
+  }
   if (res.status != 200) throw PermanentError("GET " + url + " answered " + std::to_string(res.status) + ": " + res.body);
   auto doc = nlohmann::json::parse(res.body, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) throw TransientError("GET " + url + ": malformed body");
@@ -111,6 +115,9 @@ Page RecipientPager::Fetch(const model::Event& event, const JobState& state) {
 
 std::optional<JobState> Checkpoints::Load(const std::string& event_id) {
   auto r = redis_.Command({"HMGET", "herald:fanout:" + event_id, "phase", "cursor", "emitted"});
+  // An error reply (LOADING, NOAUTH, ...) is not "no checkpoint": starting over would repeat
+  // the whole fan-out.
+  if (r.type == redis::Reply::Type::kError) throw TransientError("Redis HMGET: " + r.str);
   if (r.type != redis::Reply::Type::kArray || r.elements.size() != 3 || r.elements[0].IsNil()) return std::nullopt;
   JobState s;
   s.phase = r.elements[0].str;
@@ -214,6 +221,9 @@ int RunPlan(const config::Config& config) {
   };
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
+    // One time budget per batch: a batch of many fan-out events must not keep the poll loop
+    // away for longer than a couple of seconds (max.poll.interval.ms).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
       model::Event event;
@@ -232,11 +242,30 @@ int RunPlan(const config::Config& config) {
         emit(event, inline_pager.Fetch(event, plan::InitialState(event)).user_ids, nullptr, ctx);
         continue;
       }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ctx.Defer(msg);  // out of time for this batch: continue with the next poll
+        continue;
+      }
       // A fan-out job: resume from the checkpoint, work for a while, then yield.
-      auto state = checkpoints.Load(event.event_id).value_or(plan::InitialState(event));
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      plan::JobState state;
+      try {
+        state = checkpoints.Load(event.event_id).value_or(plan::InitialState(event));
+      } catch (const TransientError& e) {
+        log->warn("fan-out of {} waits: {}", event.event_id, e.what());
+        ctx.Defer(msg);
+        ctx.PauseFor(msg, std::chrono::seconds(2));
+        continue;
+      }
       while (state.phase != "done") {
-        auto current_lag = lag.Get();
+        std::int64_t current_lag = 0;
+        try {
+          current_lag = lag.Get();
+        } catch (const TransientError& e) {
+          log->warn("fan-out of {} waits: downstream lag unknown: {}", event.event_id, e.what());
+          ctx.Defer(msg);
+          ctx.PauseFor(msg, std::chrono::seconds(2));
+          break;
+        }
         lag_gauge.Set(static_cast<double>(current_lag));
         if (current_lag > config.fanout_max_lag) {
           paced.Inc();
@@ -259,7 +288,7 @@ int RunPlan(const config::Config& config) {
         }
         kafka::AckGroup acks;
         emit(event, page.user_ids, &acks, ctx);
-        auto failures = acks.Wait(config.drain_timeout);
+        auto failures = acks.Wait(config.drain_timeout + std::chrono::seconds(2));
         if (!failures.empty()) throw TransientError("fan-out page not acknowledged: " + failures.front().error);
         state = page.next;
         checkpoints.Save(event.event_id, state);

@@ -87,6 +87,9 @@ void BatchContext::PauseFor(const Message& m, std::chrono::milliseconds d) {
 
 struct ConsumerLoop::Impl {
   ConsumerLoop* owner = nullptr;
+  // Partitions revoked since the current batch started: their records in hand now belong
+  // to another member and are dropped before the handler sees them.
+  std::set<std::pair<std::string, std::int32_t>> revoked;
   detail::KafkaHandle rk;
   std::shared_ptr<spdlog::logger> log = Logger("kafka");
 
@@ -108,6 +111,10 @@ struct ConsumerLoop::Impl {
     // Revoke (or lost): commit what is stored so the next owner starts exactly after the
     // last fully acknowledged batch. Work in flight is not stored yet, so it is reprocessed.
     self->log->info("{}: revoking {} partition(s)", self->owner->options_.group_id, parts->cnt);
+    for (int i = 0; i < parts->cnt; ++i) {
+      self->revoked.insert({parts->elems[i].topic, parts->elems[i].partition});
+      self->owner->paused_until_.erase({parts->elems[i].topic, parts->elems[i].partition});
+    }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) {
       rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, nullptr, 0);
       if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
@@ -195,6 +202,7 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
 
   while (!stop_.load()) {
     batch.clear();
+    impl_->revoked.clear();
     if (!paused_until_.empty()) {
       auto now = std::chrono::steady_clock::now();
       std::vector<TopicPartition> due;
@@ -226,6 +234,11 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
       wait = std::chrono::milliseconds(0);
     }
     last_poll_ms_.store(NowMs().time_since_epoch().count());
+    if (!impl_->revoked.empty()) {
+      std::erase_if(batch, [&](const Message& m) {
+        return impl_->revoked.count({std::string(m.Topic()), m.Partition()}) > 0;
+      });
+    }
     if (batch.empty()) continue;
 
     // First and last offset per partition of this batch.

@@ -38,12 +38,34 @@ void ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void*) {
     char buf[512];
     rd_kafka_fatal_error(rk, buf, sizeof buf);
     log->critical("{}: fatal error: {}", rd_kafka_name(rk), buf);
+    RecordFatal(std::string(rd_kafka_name(rk)) + ": " + buf);
     return;
   }
   log->warn("{}: {} ({})", rd_kafka_name(rk), reason, rd_kafka_err2name(code));
 }
 
+std::mutex g_fatal_mu;
+std::string g_fatal;
+
 }  // namespace
+
+void RecordFatal(const std::string& what) {
+  std::lock_guard lock(g_fatal_mu);
+  if (g_fatal.empty()) g_fatal = what;
+}
+
+}  // namespace herald::kafka::detail
+
+namespace herald::kafka {
+
+std::string FatalError() {
+  std::lock_guard lock(detail::g_fatal_mu);
+  return detail::g_fatal;
+}
+
+}  // namespace herald::kafka
+
+namespace herald::kafka::detail {
 
 ConfHandle BuildConf(const Settings& defaults, const Settings& overrides) {
   ConfHandle conf{rd_kafka_conf_new()};

@@ -49,6 +49,10 @@ using ErrorHandle = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 /// Throws ConfigError naming the offending key.
 ConfHandle BuildConf(const Settings& defaults, const Settings& overrides);
 
+/// Set once any client in this process hit a fatal error (e.g. the idempotent producer was
+/// fenced); the process must be restarted to recover.
+void RecordFatal(const std::string& what);
+
 /// Creates a client handle; throws ConfigError with librdkafka's message on failure.
 KafkaHandle CreateHandle(rd_kafka_type_t type, ConfHandle conf);
 

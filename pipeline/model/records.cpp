@@ -83,6 +83,10 @@ int StatusRank(Status s) {
   return 0;
 }
 
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 nlohmann::json ToJson(const NotificationRequest& r) {
   nlohmann::json j = {{"request_id", r.request_id},   {"event_id", r.event_id},
                       {"event_type", r.event_type},   {"source", r.source},
@@ -201,14 +205,21 @@ nlohmann::json ToJson(const DeadLetter& d) {
                         {"offset", d.origin.offset}}},
                       {"at", FormatRfc3339(d.at)}};
   if (d.key) j["key"] = *d.key;
-  // Keep the original bytes exactly: as a string when it is valid UTF-8, else base64-free
-  // byte array so nothing is lost either way.
+  // Keep the original bytes exactly: as a string when it is valid UTF-8, else as a byte
+  // array, so nothing is lost either way. A huge record is cut (and says so) so that its
+  // dead letter still fits in a Kafka message.
+  constexpr std::size_t kMaxOriginal = 256 * 1024;
+  std::string original = d.original.size() > kMaxOriginal ? d.original.substr(0, kMaxOriginal) : d.original;
+  if (original.size() < d.original.size()) {
+    j["original_truncated"] = true;
+    j["original_size"] = d.original.size();
+  }
   try {
-    nlohmann::json probe = d.original;
+    nlohmann::json probe = original;
     (void)probe.dump();
-    j["original"] = d.original;
+    j["original"] = original;
   } catch (const nlohmann::json::type_error&) {
-    j["original_bytes"] = std::vector<std::uint8_t>(d.original.begin(), d.original.end());
+    j["original_bytes"] = std::vector<std::uint8_t>(original.begin(), original.end());
   }
   return j;
 }

@@ -84,8 +84,14 @@ struct Client::Impl {
                            std::to_string(address.port) + ": " + why);
     }
     redisSetTimeout(ctx.get(), tv);
-    if (!address.password.empty()) Run({"AUTH", address.password});
-    if (address.db != 0) Run({"SELECT", std::to_string(address.db)});
+    auto check = [&](const Reply& r, const char* what) {
+      if (r.type == Reply::Type::kError) {
+        ctx.reset();
+        throw ConfigError(std::string("Redis ") + what + " failed: " + r.str + " (check HERALD_REDIS_URL)");
+      }
+    };
+    if (!address.password.empty()) check(Run({"AUTH", address.password}), "AUTH");
+    if (address.db != 0) check(Run({"SELECT", std::to_string(address.db)}), "SELECT");
   }
 
   void Append(const std::vector<std::string>& args) {

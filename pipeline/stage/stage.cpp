@@ -31,6 +31,10 @@ kafka::Producer::Options ProducerOptions(const config::Config& config, const std
   o.settings = config.kafka;
   o.client_id = client_id;
   o.flush_timeout = config.drain_timeout;
+  // A record not delivered within the drain timeout has failed for good (and is reported),
+  // so a batch never gives up waiting while librdkafka may still deliver its output later:
+  // that would make a retried batch produce everything twice.
+  o.delivery_timeout = config.drain_timeout;
   return o;
 }
 
@@ -55,7 +59,7 @@ Stage::Stage(const config::Config& config, StageSpec spec)
     o.settings = config_.kafka;
     o.batch_size = config_.batch_size;
     o.poll_timeout = config_.poll_timeout;
-    o.ack_timeout = config_.drain_timeout;
+    o.ack_timeout = config_.drain_timeout + std::chrono::seconds(2);
     consumer_ = std::make_unique<kafka::ConsumerLoop>(o, *producer_);
   }
 }
@@ -93,7 +97,7 @@ void Stage::DeadLetter(kafka::BatchContext& ctx, const kafka::Message& m,
   kafka::OutRecord rec;
   rec.topic = topics::Catalog().Dlq();
   rec.key = d.key.value_or("");
-  rec.value = model::ToJson(d).dump();
+  rec.value = model::Dump(model::ToJson(d));
   rec.headers = {{"herald-error-class", error_class},
                  {"herald-origin", d.origin.topic + "/" + std::to_string(d.origin.partition) + "/" +
                                        std::to_string(d.origin.offset)}};
@@ -150,7 +154,7 @@ void Stage::EmitStatus(kafka::BatchContext& ctx, const model::StatusRecord& stat
   kafka::OutRecord rec;
   rec.topic = topics::Catalog().Status();
   rec.key = status.notification_id;
-  rec.value = model::ToJson(status).dump();
+  rec.value = model::Dump(model::ToJson(status));
   Produce(ctx, rec);
 }
 
@@ -184,6 +188,7 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
   http::AddOpsRoutes(
       http_, metrics::Default(),
       [this]() -> std::string {
+        if (auto fatal = kafka::FatalError(); !fatal.empty()) return "fatal Kafka error: " + fatal;
         auto last = consumer_->LastPollMs();
         auto now = NowMs().time_since_epoch().count();
         if (last != 0 && now - last > 60'000) {
@@ -200,6 +205,12 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
            http_.Port());
   StartSignalWatcher();
   consumer_->Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
+    if (auto fatal = kafka::FatalError(); !fatal.empty()) {
+      // Nothing produced from now on could be acknowledged: stop, leave the group, and let
+      // the supervisor restart the process with a fresh producer.
+      RequestStop();
+      throw TransientError("fatal Kafka error, stopping: " + fatal);
+    }
     auto t0 = std::chrono::steady_clock::now();
     consumed_->Inc(batch.size());
     handler(batch, ctx);
@@ -208,8 +219,12 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
   });
   producer_->Flush(config_.drain_timeout);
   http_.Stop();
-  log.info("{} stopped cleanly", spec_.name);
   g_stage.store(nullptr);
+  if (auto fatal = kafka::FatalError(); !fatal.empty()) {
+    log.critical("{} stopped after a fatal Kafka error: {}", spec_.name, fatal);
+    return 3;
+  }
+  log.info("{} stopped cleanly", spec_.name);
   return 0;
 }
 

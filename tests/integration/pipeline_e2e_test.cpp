@@ -16,6 +16,8 @@
 #include "herald/dev/mail.hpp"
 #include "herald/dev/stack.hpp"
 #include "herald/http/client.hpp"
+#include "herald/kafka/producer.hpp"
+#include "herald/stage/stage.hpp"
 #include "support/support.hpp"
 
 using herald::test::ReadTopic;
@@ -297,4 +299,25 @@ TEST_CASE("herald topics list and herald migrate work against the stack", "[e2e]
   out.clear();
   CHECK(Run("HERALD_BROKER=typo " HERALD_BINARY " topics list 2>&1", &out) == 2);
   CHECK(out.find("HERALD_BROKER") != std::string::npos);
+}
+
+TEST_CASE("an event that is not even UTF-8 is dead-lettered byte for byte and the partition flows on", "[e2e][dlq]") {
+  herald::config::Config config;
+  config.brokers = S().Env("HERALD_BROKERS");
+  herald::kafka::Producer p(herald::stage::ProducerOptions(config, "test"));
+  std::string bad("\xff\xfe{\"event_type\": \"user.registered\" \xc3(", 37);
+  p.ProduceSync({"events.auth.v1", "k-bad", bad, {}, 1}, 10s);
+  p.ProduceSync({"events.auth.v1", "u-601", SeedEvent(601), {}, 1}, 10s);
+  REQUIRE(WaitUntil([&] { return MailsTo(601) == 1; }, 60s));
+  bool found = false;
+  for (const auto& r : ReadTopic(S().Env("HERALD_BROKERS"), "notify.dlq.v1", 1000, 3s)) {
+    auto j = nlohmann::json::parse(r.value);
+    if (!j.contains("original_bytes")) continue;
+    auto bytes = j["original_bytes"].get<std::vector<std::uint8_t>>();
+    if (std::string(bytes.begin(), bytes.end()) != bad) continue;
+    found = true;
+    CHECK(j["error_class"] == "invalid_json");
+    CHECK(j["key"] == "k-bad");
+  }
+  CHECK(found);
 }

@@ -17,6 +17,10 @@
 
 namespace herald::kafka {
 
+/// Non-empty once a Kafka client in this process hit a fatal error (for example a fenced
+/// idempotent producer). Nothing recovers from it but a restart: stages fail /healthz and exit.
+std::string FatalError();
+
 class Producer {
  public:
   struct Options {

@@ -90,6 +90,10 @@ Delivery DeliveryFromJson(const nlohmann::json& j);
 StatusRecord StatusFromJson(const nlohmann::json& j);
 DeadLetter DeadLetterFromJson(const nlohmann::json& j);
 
+/// Serialises a record for the wire. Text from outside (error messages quoting bad input,
+/// upstream data) may hold invalid UTF-8; it is replaced rather than failing the record.
+std::string Dump(const nlohmann::json& j);
+
 /// Builds the status record for a delivery.
 StatusRecord MakeStatus(const Delivery& d, Status status, std::string reason = {});
 
