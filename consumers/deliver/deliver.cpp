@@ -4,6 +4,7 @@
 
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
+#include "deliver/providers.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
@@ -14,10 +15,19 @@
 #include "stages.hpp"
 
 namespace herald::consumers {
+namespace {
+
+struct Item {
+  const kafka::Message* msg;
+  model::Delivery d;
+  templates::Rendered rendered;
+};
+
+}  // namespace
 
 int RunDeliver(const config::Config& config, const std::string& channel) {
-  if (channel != "email") {
-    throw ConfigError("deliver: channel '" + channel + "' has no provider yet; available: email");
+  if (channel != "email" && channel != "sms" && channel != "telegram" && channel != "push") {
+    throw ConfigError("deliver: unknown channel '" + channel + "' (email, sms, telegram or push)");
   }
   const auto& catalog = topics::Catalog();
   std::vector<std::string> inputs;
@@ -27,20 +37,37 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   redis::Client redis(config.redis_url);
   std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
   deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
-  deliver::SmtpSender smtp({config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password,
-                            config.http_connect_timeout, std::chrono::milliseconds(15000)});
+  std::unique_ptr<deliver::SmtpSender> smtp;
+  std::unique_ptr<deliver::HttpProvider> provider;
+  std::string provider_name = channel == "email" ? "smtp" : channel;
+  if (channel == "email") {
+    smtp = std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
+        config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
+        std::chrono::milliseconds(15000)});
+  } else {
+    provider = std::make_unique<deliver::HttpProvider>(deliver::HttpProvider::Options{
+        channel,
+        channel == "sms" ? config.sms_url : channel == "telegram" ? config.telegram_url : config.push_url,
+        config.telegram_token, config.http_concurrency, config.http_connect_timeout, config.http_timeout});
+  }
   auto& m = st.Metrics();
-  metrics::Labels l = {{"channel", channel}, {"provider", "smtp"}};
-  auto& sent = m.GetCounter("herald_deliveries_total", "Delivery outcomes", {{"channel", channel}, {"provider", "smtp"}, {"outcome", "sent"}});
-  auto& failed = m.GetCounter("herald_deliveries_total", "Delivery outcomes", {{"channel", channel}, {"provider", "smtp"}, {"outcome", "failed"}});
+  metrics::Labels l = {{"channel", channel}, {"provider", provider_name}};
+  auto outcome_counter = [&](const char* outcome) -> metrics::Counter& {
+    return m.GetCounter("herald_deliveries_total", "Delivery outcomes",
+                        {{"channel", channel}, {"provider", provider_name}, {"outcome", outcome}});
+  };
+  auto& sent = outcome_counter("sent");
+  auto& failed = outcome_counter("failed");
+  auto& retried = outcome_counter("retried");
+  auto& fallbacks = outcome_counter("fallback");
   auto& dupes = m.GetCounter("herald_duplicates_suppressed_total", "Deliveries skipped because already sent", l);
   auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
-  auto log = Logger("deliver");
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
-  // of the batch marks it instead of sending again. Bounded: cleared once marked.
+  // of the batch marks it instead of sending again.
   std::set<std::string> sent_unmarked;
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
+    std::vector<Item> items;
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
       model::Delivery d;
@@ -78,53 +105,103 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           break;
       }
       const auto* tmpl = templates.Find(d.request.event_type, d.channel, d.locale);
-      templates::Rendered rendered;
       try {
         if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
-        rendered = templates::Render(*tmpl, d.vars);
+        items.push_back({&msg, d, templates::Render(*tmpl, d.vars)});
       } catch (const InvalidInput& e) {
         claims.MarkDone(d.notification_id, d.channel, "failed");
         st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, e.what()));
         failed.Inc();
-        continue;
       }
-      deliver::Email email;
-      email.to = d.address;
-      email.to_name = d.vars.contains("first_name") && d.vars["first_name"].is_string() ? d.vars["first_name"].get<std::string>() : "";
-      email.subject = rendered.subject;
-      email.text = rendered.text;
-      email.html = rendered.html;
-      email.message_id = d.notification_id + "@herald";
-      auto outcome = smtp.Send(email);
-      if (outcome.result == deliver::SendResult::kRetryLater) {
+    }
+
+    // Each outcome is recorded as soon as it is known, so a crash can repeat at most the
+    // sends in flight (one email, or one concurrent provider chunk), never a whole batch.
+    auto handle = [&](const Item& item, const deliver::ProviderOutcome& o) {
+      const auto& d = item.d;
+      const auto& msg = *item.msg;
+      if (o.result == deliver::SendResult::kRetryLater) {
         // Not sent: free the claim and let the retry tiers bring it back later, so one
         // failing send never blocks the partition.
         claims.Release(d.notification_id, d.channel);
-        if (st.Retry(ctx, msg, "smtp: " + outcome.detail)) {
-          auto s = model::MakeStatus(d, model::Status::kRetried, outcome.detail);
+        if (st.Retry(ctx, msg, provider_name + ": " + o.detail)) {
+          auto s = model::MakeStatus(d, model::Status::kRetried, o.detail);
           s.attempt = stage::Stage::Attempt(msg) + 1;
           st.EmitStatus(ctx, s);
+          retried.Inc();
         } else {
-          st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, "retries exhausted: " + outcome.detail));
+          st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, "retries exhausted: " + o.detail));
+          failed.Inc();
         }
-        continue;
+        return;
       }
-      auto status = outcome.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
+      auto status = o.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
       try {
         claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));
       } catch (const TransientError&) {
         if (status == model::Status::kSent) sent_unmarked.insert(d.notification_id);
         throw;
       }
-      auto s = model::MakeStatus(d, status, status == model::Status::kSent ? "" : outcome.detail);
-      s.provider = "smtp";
-      s.provider_message_id = email.message_id;
+      auto s = model::MakeStatus(d, status, status == model::Status::kSent ? "" : o.detail);
+      s.provider = provider_name;
+      s.provider_message_id = o.message_id;
       st.EmitStatus(ctx, s);
       if (status == model::Status::kSent) {
         sent.Inc();
         e2e.Observe(std::chrono::duration<double>(s.at - d.request.created).count());
-      } else {
-        failed.Inc();
+        return;
+      }
+      failed.Inc();
+      // A permanent failure moves the notification to the next channel the user can be
+      // reached on, as a new notification (its id includes the channel).
+      std::string next;
+      std::vector<std::string> rest;
+      for (std::size_t k = 0; k < d.fallback.size(); ++k) {
+        if (next.empty() && d.contacts.contains(d.fallback[k]) && d.contacts[d.fallback[k]].is_string()) {
+          next = d.fallback[k];
+        } else if (!next.empty()) {
+          rest.push_back(d.fallback[k]);
+        }
+      }
+      if (next.empty()) return;
+      model::Delivery nd = d;
+      nd.channel = next;
+      nd.fallback = rest;
+      nd.address = d.contacts[next].get<std::string>();
+      nd.notification_id = NotificationId(d.request.event_id, d.request.user_id, next);
+      nd.attempt = 0;
+      st.Produce(ctx, {catalog.Deliver(next, model::PriorityName(d.request.priority)), d.request.user_id,
+                       model::Dump(model::ToJson(nd)), {{"herald-notification-id", nd.notification_id}}});
+      st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFallback, "falling back to " + next + ": " + o.detail));
+      st.EmitStatus(ctx, model::MakeStatus(nd, model::Status::kAccepted, "fallback from " + d.channel));
+      fallbacks.Inc();
+    };
+
+    if (smtp) {
+      for (const auto& it : items) {
+        deliver::Email email;
+        email.to = it.d.address;
+        email.to_name = it.d.vars.contains("first_name") && it.d.vars["first_name"].is_string()
+                            ? it.d.vars["first_name"].get<std::string>()
+                            : "";
+        email.subject = it.rendered.subject;
+        email.text = it.rendered.text;
+        email.html = it.rendered.html;
+        email.message_id = it.d.notification_id + "@herald";
+        auto o = smtp->Send(email);
+        handle(it, {o.result, o.detail, email.message_id, std::nullopt});
+      }
+    } else {
+      // Concurrent sends in chunks of the provider's concurrency.
+      std::size_t chunk = std::max<std::size_t>(config.http_concurrency, 1);
+      for (std::size_t start = 0; start < items.size(); start += chunk) {
+        std::size_t end = std::min(items.size(), start + chunk);
+        std::vector<deliver::OutMessage> out;
+        for (std::size_t i = start; i < end; ++i) {
+          out.push_back({items[i].d.notification_id, items[i].d.address, items[i].rendered.subject, items[i].rendered.text});
+        }
+        auto outcomes = provider->SendMany(out);
+        for (std::size_t i = start; i < end; ++i) handle(items[i], outcomes[i - start]);
       }
     }
   });

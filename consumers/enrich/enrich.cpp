@@ -75,6 +75,7 @@ Decision Decide(const model::NotificationRequest& request, const nlohmann::json&
   del.locale = user.value("locale", "en");
   del.timezone = user.value("timezone", "UTC");
   del.fallback.assign(reachable.begin() + 1, reachable.end());
+  for (const auto& c : reachable) del.contacts[c] = *AddressFor(user, c);
   d.channel = del.channel;
   d.delivery = std::move(del);
   d.status = model::Status::kAccepted;

@@ -99,6 +99,7 @@ std::vector<Key> BuildKeys() {
   add("HERALD_SMTP_PASSWORD", "smtp-password", "", "SMTP password", Str(&Config::smtp_password), true);
   add("HERALD_SMS_URL", "sms-url", "", "SMS provider base URL", Str(&Config::sms_url));
   add("HERALD_TELEGRAM_URL", "telegram-url", "", "Telegram Bot API base URL", Str(&Config::telegram_url));
+  add("HERALD_TELEGRAM_TOKEN", "telegram-token", "herald-dev-bot", "Telegram bot token", Str(&Config::telegram_token), true);
   add("HERALD_PUSH_URL", "push-url", "", "Push provider base URL", Str(&Config::push_url));
   add("HERALD_CLAIM_LEASE", "claim-lease", "30s", "How long a delivery claim is held before another replica may take it over",
       [](Config& c, const std::string& v) { c.claim_lease = duration_cast<seconds>(ParseDuration(v)); });

@@ -333,8 +333,9 @@ void DevStack::Up() {
 
     if (options_.with_stages) {
       for (const std::vector<std::string>& stage :
-           {std::vector<std::string>{"ingest"}, {"plan"}, {"enrich"}, {"deliver", "--channel", "email"}, {"ledger"},
-            {"retry"}}) {
+           {std::vector<std::string>{"ingest"}, {"plan"}, {"enrich"}, {"deliver", "--channel", "email"},
+            {"deliver", "--channel", "sms"}, {"deliver", "--channel", "telegram"}, {"deliver", "--channel", "push"},
+            {"ledger"}, {"retry"}}) {
         Child c;
         c.name = stage.size() == 1 ? stage[0] : stage[0] + "-" + stage[2];
         c.argv = {options_.herald_binary};

@@ -74,10 +74,10 @@ int StatusRank(Status s) {
     case Status::kAccepted: return 1;
     case Status::kScheduled: return 2;
     case Status::kRetried: return 3;
-    case Status::kFallback: return 10;
-    case Status::kFailed: return 11;
-    case Status::kSuppressed: return 11;
-    case Status::kExpired: return 11;
+    case Status::kFailed: return 10;
+    case Status::kSuppressed: return 10;
+    case Status::kExpired: return 10;
+    case Status::kFallback: return 11;  // failed on this channel, moved to the next one
     case Status::kSent: return 12;
   }
   return 0;
@@ -133,6 +133,7 @@ nlohmann::json ToJson(const Delivery& d) {
           {"locale", d.locale},
           {"timezone", d.timezone},
           {"fallback", d.fallback},
+          {"contacts", d.contacts},
           {"vars", d.vars},
           {"attempt", d.attempt},
           {"request", ToJson(d.request)}};
@@ -147,6 +148,7 @@ Delivery DeliveryFromJson(const nlohmann::json& j) {
     d.locale = j.value("locale", "en");
     d.timezone = j.value("timezone", "UTC");
     d.fallback = j.value("fallback", std::vector<std::string>{});
+    d.contacts = j.value("contacts", nlohmann::json::object());
     d.vars = j.value("vars", nlohmann::json::object());
     d.attempt = j.value("attempt", 0);
     d.request = RequestFromJson(j.at("request"));

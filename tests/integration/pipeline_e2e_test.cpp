@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <functional>
 #include <set>
 
 #include <pqxx/pqxx>
@@ -236,7 +237,8 @@ TEST_CASE("SIGTERM drains a stage, which leaves within 10 seconds", "[e2e][lifec
 }
 
 TEST_CASE("every stage serves metrics, liveness and readiness", "[e2e][ops]") {
-  for (const char* stage : {"ingest", "plan", "enrich", "deliver-email", "ledger", "retry"}) {
+  for (const char* stage : {"ingest", "plan", "enrich", "deliver-email", "deliver-sms", "deliver-telegram",
+                            "deliver-push", "ledger", "retry"}) {
     INFO(stage);
     herald::http::Client c;
     std::string base = "http://127.0.0.1:" + std::to_string(S().stack->Port(stage));
@@ -272,7 +274,7 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
     p >> pid;
     pids.push_back(pid);
   }
-  CHECK(pids.size() == 11);  // broker, postgres, redis, smtp, fakes and six stages
+  CHECK(pids.size() == 14);  // broker, postgres, redis, smtp, fakes and nine stages
   REQUIRE(Run(std::string(HERALD_BINARY) + " dev down --state-dir " + dir.Path() + " 2>&1", &out) == 0);
   for (pid_t pid : pids) {
     INFO(pid);
@@ -320,4 +322,111 @@ TEST_CASE("an event that is not even UTF-8 is dead-lettered byte for byte and th
     CHECK(j["key"] == "k-bad");
   }
   CHECK(found);
+}
+
+namespace {
+
+int FindUser(int from, const std::function<bool(const nlohmann::json&)>& pred) {
+  for (int i = from;; ++i) {
+    if (pred(herald::dev::SyntheticUser(42, static_cast<std::uint64_t>(i)))) return i;
+  }
+}
+
+std::vector<std::string> LedgerHistory(const std::string& user, const std::string& channel) {
+  pqxx::connection conn(S().Env("HERALD_PG_URL"));
+  pqxx::work tx(conn);
+  std::vector<std::string> out;
+  for (const auto& row : tx.exec_params("SELECT e.status FROM delivery_events e JOIN deliveries d USING (notification_id, channel) "
+                                        "WHERE d.user_id = $1 AND e.channel = $2 ORDER BY e.at, e.status",
+                                        user, channel)) {
+    out.push_back(row[0].as<std::string>());
+  }
+  return out;
+}
+
+nlohmann::json ProviderLog(const std::string& env, const std::string& path) {
+  herald::http::Client c;
+  return nlohmann::json::parse(c.Get(S().Env(env) + "/_fake/requests?path=" + herald::http::UrlEncode(path)).body)["requests"];
+}
+
+}  // namespace
+
+TEST_CASE("sms, telegram and push deliver rendered messages to their providers", "[e2e][channels]") {
+  auto first = [](const char* c) { return [c](const nlohmann::json& u) { return u["channels"][0] == c; }; };
+  int push_user = FindUser(7000, [&](const nlohmann::json& u) {
+    return first("push")(u) && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) != 0;
+  });
+  int tg_user = FindUser(7100, [&](const nlohmann::json& u) {
+    return first("telegram")(u) && u["telegram_chat_id"].get<long>() % 100 != 13;
+  });
+  int sms_user = FindUser(7200, first("sms"));
+  std::string events =
+      R"({"event_type":"comment.liked","created_dt":"2026-11-21T10:00:00Z","payload":{"user":["u-)" + std::to_string(push_user) +
+      R"(","u-)" + std::to_string(tg_user) + R"("],"data":{"liked_by":"Marta K."}}})" + "\n" +
+      R"({"event_type":"user.password_reset","created_dt":"2026-11-21T10:00:00Z","payload":{"user":["u-)" + std::to_string(sms_user) +
+      R"("],"data":{"reset_url":"https://cinema.example/r/xyz"}}})" + "\n";
+  Kcat("events.auth.v1", events);
+  auto sent = [](int user, const char* channel) {
+    auto h = LedgerHistory("u-" + std::to_string(user), channel);
+    return std::find(h.begin(), h.end(), "sent") != h.end();
+  };
+  REQUIRE(WaitUntil([&] { return sent(push_user, "push") && sent(tg_user, "telegram") && sent(sms_user, "sms"); }, 60s, 100ms));
+
+  auto push = herald::dev::SyntheticUser(42, static_cast<std::uint64_t>(push_user));
+  bool push_seen = false;
+  for (const auto& r : ProviderLog("HERALD_PUSH_URL", "/v1/send")) {
+    auto body = nlohmann::json::parse(r["body"].get<std::string>());
+    if (body["token"] != push["push_tokens"][0]) continue;
+    push_seen = true;
+    CHECK(body["title"].get<std::string>().find("Marta K.") != std::string::npos);
+    CHECK_FALSE(body["body"].get<std::string>().empty());
+  }
+  CHECK(push_seen);
+  auto tg = herald::dev::SyntheticUser(42, static_cast<std::uint64_t>(tg_user));
+  bool tg_seen = false;
+  for (const auto& r : ProviderLog("HERALD_TELEGRAM_URL", "/bot")) {
+    auto body = nlohmann::json::parse(r["body"].get<std::string>());
+    if (body["chat_id"] != tg["telegram_chat_id"]) continue;
+    tg_seen = true;
+    CHECK(body["text"].get<std::string>().find("Marta K.") != std::string::npos);
+  }
+  CHECK(tg_seen);
+  auto sms = herald::dev::SyntheticUser(42, static_cast<std::uint64_t>(sms_user));
+  bool sms_seen = false;
+  for (const auto& r : ProviderLog("HERALD_SMS_URL", "/v1/messages")) {
+    auto body = nlohmann::json::parse(r["body"].get<std::string>());
+    if (body["to"] != sms["phone"]) continue;
+    sms_seen = true;
+    CHECK(body["body"].get<std::string>().find("https://cinema.example/r/xyz") != std::string::npos);
+    CHECK(body["idempotency_key"].get<std::string>().size() == 36);
+  }
+  CHECK(sms_seen);
+}
+
+TEST_CASE("a user who blocked the bot gets the email instead: failed, fallback, sent", "[e2e][fallback]") {
+  int user = FindUser(7300, [](const nlohmann::json& u) {
+    bool has_email = false;
+    for (const auto& c : u["channels"]) has_email = has_email || c == "email";
+    return u["channels"][0] == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13 && has_email;
+  });
+  Kcat("events.ugc.v1", R"({"event_type":"comment.liked","created_dt":"2026-11-21T10:00:00Z","payload":{"user":["u-)" +
+                            std::to_string(user) + R"("],"data":{"liked_by":"Ann"}}})" + "\n");
+  REQUIRE(WaitUntil([&] { return MailsTo(user) == 1; }, 60s));
+  REQUIRE(WaitUntil([&] {
+    auto h = LedgerHistory("u-" + std::to_string(user), "email");
+    return std::find(h.begin(), h.end(), "sent") != h.end();
+  }, 30s, 100ms));
+  auto telegram = LedgerHistory("u-" + std::to_string(user), "telegram");
+  CHECK(std::find(telegram.begin(), telegram.end(), "failed") != telegram.end());
+  CHECK(std::find(telegram.begin(), telegram.end(), "fallback") != telegram.end());
+  pqxx::connection conn(S().Env("HERALD_PG_URL"));
+  pqxx::work tx(conn);
+  auto rows = tx.exec_params("SELECT channel, status, reason FROM deliveries WHERE user_id = $1 ORDER BY channel",
+                             "u-" + std::to_string(user));
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0][0].as<std::string>() == "email");
+  CHECK(rows[0][1].as<std::string>() == "sent");
+  CHECK(rows[1][0].as<std::string>() == "telegram");
+  CHECK(rows[1][1].as<std::string>() == "fallback");
+  CHECK(rows[1][2].as<std::string>().find("blocked") != std::string::npos);
 }

@@ -46,6 +46,7 @@ struct Config {
   std::string smtp_password;
   std::string sms_url;
   std::string telegram_url;
+  std::string telegram_token = "herald-dev-bot";
   std::string push_url;
   std::chrono::seconds claim_lease{30};
   std::chrono::hours claim_ttl{24 * 7};

@@ -39,6 +39,7 @@ struct Delivery {
   std::string locale;           // ru | en
   std::string timezone;
   std::vector<std::string> fallback;  // remaining channels, in the user's preference order
+  nlohmann::json contacts = nlohmann::json::object();  // channel -> address, for the fallback
   nlohmann::json vars = nlohmann::json::object();  // template variables
   int attempt = 0;
 };
