@@ -29,6 +29,7 @@ LagMonitor::~LagMonitor() {
 
 std::vector<LagMonitor::PartitionLag> LagMonitor::Partitions(const std::string& topic) {
   rd_kafka_t* rk = impl_->rk.get();
+  rd_kafka_poll(rk, 0);  // serve queued events (errors, logs) so they do not pile up
   const rd_kafka_metadata_t* md = nullptr;
   std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
       rd_kafka_topic_new(rk, topic.c_str(), nullptr), rd_kafka_topic_destroy);

@@ -71,7 +71,8 @@ Producer::~Producer() {
   if (impl_->poller.joinable()) impl_->poller.join();
   // Purge what is left so outstanding callbacks run (as failures) before destruction.
   rd_kafka_purge(impl_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_poll(impl_->rk.get(), 0);
+  // Serve the purged records' reports (as failures) so every callback runs exactly once.
+  for (int i = 0; i < 20 && impl_->in_flight.load() > 0; ++i) rd_kafka_poll(impl_->rk.get(), 50);
   impl_->rk.reset();
 }
 
