@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <set>
+#include <thread>
 
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
@@ -9,6 +10,7 @@
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
 #include "herald/redis/client.hpp"
+#include "herald/redis/rate_limiter.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/template/renderer.hpp"
 #include "herald/topics/catalog.hpp"
@@ -39,6 +41,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
   std::unique_ptr<deliver::SmtpSender> smtp;
   std::unique_ptr<deliver::HttpProvider> provider;
+  std::unique_ptr<redis::RateLimiter> limiter;
   std::string provider_name = channel == "email" ? "smtp" : channel;
   if (channel == "email") {
     smtp = std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
@@ -49,6 +52,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         channel,
         channel == "sms" ? config.sms_url : channel == "telegram" ? config.telegram_url : config.push_url,
         config.telegram_token, config.http_concurrency, config.http_connect_timeout, config.http_timeout});
+    limiter = std::make_unique<redis::RateLimiter>(
+        redis, redis::RateLimiter::Options{channel, config.provider_rate, config.provider_burst, 0.05, 0.1});
   }
   auto& m = st.Metrics();
   metrics::Labels l = {{"channel", channel}, {"provider", provider_name}};
@@ -62,6 +67,9 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& fallbacks = outcome_counter("fallback");
   auto& dupes = m.GetCounter("herald_duplicates_suppressed_total", "Deliveries skipped because already sent", l);
   auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
+  auto& limiter_waits = m.GetCounter("herald_rate_limiter_waits_total", "Times sends waited for the provider's rate limit", l);
+  auto& throttles = m.GetCounter("herald_provider_throttled_total", "429 answers from the provider", l);
+  auto& rate_factor = m.GetGauge("herald_rate_limit_factor", "Share of the full provider rate in use (adaptive)", l);
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
   std::set<std::string> sent_unmarked;
@@ -124,7 +132,9 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         // Not sent: free the claim and let the retry tiers bring it back later, so one
         // failing send never blocks the partition.
         claims.Release(d.notification_id, d.channel);
-        if (st.Retry(ctx, msg, provider_name + ": " + o.detail)) {
+        // A 429 is the provider asking to slow down, not a failure of this message: it waits
+        // in the retry tier without using up an attempt.
+        if (st.Retry(ctx, msg, provider_name + ": " + o.detail, /*consume_attempt=*/!o.throttled)) {
           auto s = model::MakeStatus(d, model::Status::kRetried, o.detail);
           s.attempt = stage::Stage::Attempt(msg) + 1;
           st.EmitStatus(ctx, s);
@@ -192,16 +202,51 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         handle(it, {o.result, o.detail, email.message_id, std::nullopt});
       }
     } else {
-      // Concurrent sends in chunks of the provider's concurrency.
+      // Concurrent sends in chunks of the provider's concurrency, each paid for with tokens
+      // from the provider's shared bucket.
       std::size_t chunk = std::max<std::size_t>(config.http_concurrency, 1);
-      for (std::size_t start = 0; start < items.size(); start += chunk) {
-        std::size_t end = std::min(items.size(), start + chunk);
+      std::size_t start = 0;
+      while (start < items.size()) {
+        std::size_t want = std::min(chunk, items.size() - start);
+        auto grant = limiter->Acquire(static_cast<std::int64_t>(want));
+        rate_factor.Set(grant.factor);
+        if (grant.granted == 0 && grant.wait <= std::chrono::milliseconds(1000)) {
+          limiter_waits.Inc();
+          std::this_thread::sleep_for(grant.wait);  // pacing: this is the rate limit itself
+          continue;
+        }
+        if (grant.granted == 0) {
+          // Blocked for longer (a Retry-After): hand the rest back and come back when due,
+          // without holding the poll loop.
+          for (std::size_t i = start; i < items.size(); ++i) {
+            claims.Release(items[i].d.notification_id, items[i].d.channel);
+            ctx.Defer(*items[i].msg);
+            ctx.PauseFor(*items[i].msg, grant.wait);
+          }
+          limiter_waits.Inc();
+          break;
+        }
+        std::size_t end = start + static_cast<std::size_t>(grant.granted);
         std::vector<deliver::OutMessage> out;
         for (std::size_t i = start; i < end; ++i) {
           out.push_back({items[i].d.notification_id, items[i].d.address, items[i].rendered.subject, items[i].rendered.text});
         }
         auto outcomes = provider->SendMany(out);
+        bool throttled = false;
+        std::optional<std::chrono::seconds> retry_after;
+        for (const auto& o : outcomes) {
+          if (!o.throttled) continue;
+          throttled = true;
+          if (o.retry_after && (!retry_after || *o.retry_after > *retry_after)) retry_after = o.retry_after;
+        }
+        if (throttled) {
+          throttles.Inc();
+          limiter->Throttled(retry_after);
+        } else {
+          limiter->Succeeded();
+        }
         for (std::size_t i = start; i < end; ++i) handle(items[i], outcomes[i - start]);
+        start = end;
       }
     }
   });

@@ -77,6 +77,7 @@ ProviderOutcome HttpProvider::Classify(const std::string& channel, const http::R
   if (res.status == 429 || res.status >= 500 || res.status == 200 || res.status == 408) {
     // 200 with an unusable body is a provider glitch: try again rather than give up.
     o.result = SendResult::kRetryLater;
+    o.throttled = res.status == 429;
     o.retry_after = res.RetryAfter();
     if (!o.retry_after && !body.is_discarded() && body.is_object() && body.contains("parameters")) {
       auto ra = body["parameters"].value("retry_after", json());

@@ -31,6 +31,7 @@ struct ProviderOutcome {
   std::string detail;
   std::string message_id;
   std::optional<std::chrono::seconds> retry_after;
+  bool throttled = false;  // the provider said 429: slow down (not a failure of this message)
 };
 
 class HttpProvider {

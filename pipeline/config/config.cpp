@@ -101,6 +101,16 @@ std::vector<Key> BuildKeys() {
   add("HERALD_TELEGRAM_URL", "telegram-url", "", "Telegram Bot API base URL", Str(&Config::telegram_url));
   add("HERALD_TELEGRAM_TOKEN", "telegram-token", "herald-dev-bot", "Telegram bot token", Str(&Config::telegram_token), true);
   add("HERALD_PUSH_URL", "push-url", "", "Push provider base URL", Str(&Config::push_url));
+  add("HERALD_PROVIDER_RATE", "provider-rate", "200", "Messages per second a provider (sms, telegram, push) is sent, across all replicas; a 429 lowers it adaptively",
+      [](Config& c, const std::string& v) {
+        c.provider_rate = static_cast<double>(ParseSize("HERALD_PROVIDER_RATE", v));
+        if (c.provider_rate <= 0) throw ConfigError("HERALD_PROVIDER_RATE must be at least 1");
+      });
+  add("HERALD_PROVIDER_BURST", "provider-burst", "50", "Token-bucket size of the provider rate limit",
+      [](Config& c, const std::string& v) {
+        c.provider_burst = static_cast<double>(ParseSize("HERALD_PROVIDER_BURST", v));
+        if (c.provider_burst < 1) throw ConfigError("HERALD_PROVIDER_BURST must be at least 1");
+      });
   add("HERALD_CLAIM_LEASE", "claim-lease", "30s", "How long a delivery claim is held before another replica may take it over",
       [](Config& c, const std::string& v) { c.claim_lease = duration_cast<seconds>(ParseDuration(v)); });
   add("HERALD_CLAIM_TTL", "claim-ttl", "7d", "How long a sent claim blocks a duplicate send",

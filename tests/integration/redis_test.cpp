@@ -9,6 +9,7 @@
 #include "herald/cache/two_level.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/dev/stack.hpp"
+#include "herald/redis/rate_limiter.hpp"
 #include "plan/plan.hpp"
 #include "support/support.hpp"
 
@@ -117,4 +118,36 @@ TEST_CASE("a Redis client reconnects after the server restarts its connections",
   CHECK(a.port == 6380);
   CHECK(a.db == 3);
   CHECK(a.password == "s3cret");
+}
+
+TEST_CASE("the provider rate limit is one bucket for all replicas and adapts to 429", "[redis][ratelimit]") {
+  herald::redis::Client a(Server().Url()), b(Server().Url());
+  herald::redis::RateLimiter one(a, {"sms-test", 100, 10, 0.05, 0.1});
+  herald::redis::RateLimiter two(b, {"sms-test", 100, 10, 0.05, 0.1});
+  // The burst is shared: two replicas together get 10 tokens at once, not 20.
+  auto g1 = one.Acquire(8);
+  auto g2 = two.Acquire(8);
+  CHECK(g1.granted == 8);
+  CHECK(g2.granted <= 3);
+  CHECK(g2.wait.count() > 0);
+  CHECK(g2.wait <= std::chrono::milliseconds(10));  // 100/s: the next token is ≤ 10 ms away
+  // Over ~300 ms the pair gets about 100/s * 0.3 s more tokens, not more.
+  std::int64_t got = 0;
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < 300ms) {
+    got += one.Acquire(5).granted + two.Acquire(5).granted;
+    std::this_thread::sleep_for(5ms);
+  }
+  CHECK(got <= 10 + 100 * 0.4);
+  CHECK(got >= 10);
+
+  // A 429 with Retry-After blocks everyone and halves the rate; successes bring it back.
+  two.Throttled(std::chrono::seconds(1));
+  auto blocked = one.Acquire(1);
+  CHECK(blocked.granted == 0);
+  CHECK(blocked.wait > 800ms);
+  CHECK(blocked.factor == Approx(0.5));
+  REQUIRE(herald::test::WaitUntil([&] { return one.Acquire(1).granted == 1; }, 3s, 50ms));
+  for (int i = 0; i < 5; ++i) one.Succeeded();
+  CHECK(one.Acquire(1).factor == Approx(1.0));
 }

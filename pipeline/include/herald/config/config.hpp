@@ -48,6 +48,8 @@ struct Config {
   std::string telegram_url;
   std::string telegram_token = "herald-dev-bot";
   std::string push_url;
+  double provider_rate = 200;   // messages/s per provider, shared by all replicas
+  double provider_burst = 50;
   std::chrono::seconds claim_lease{30};
   std::chrono::hours claim_ttl{24 * 7};
   // HTTP serving (ingest/admin APIs and every stage's /metrics, /healthz, /readyz)
