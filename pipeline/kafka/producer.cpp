@@ -24,6 +24,9 @@ struct Producer::Impl {
     report.offset = m->offset;
     report.ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!report.ok) report.error = rd_kafka_err2str(m->err);
+    // Reported from here on: count it before the callback runs, so whoever the callback
+    // wakes already sees InFlight() without this record.
+    self->in_flight.fetch_sub(1);
     if (cb && *cb) {
       try {
         (*cb)(report);
@@ -31,7 +34,6 @@ struct Producer::Impl {
         Logger("kafka")->error("delivery callback for {} threw: {}", report.topic, e.what());
       }
     }
-    self->in_flight.fetch_sub(1);
     {
       std::lock_guard lock(self->mu);
     }
