@@ -85,9 +85,13 @@ std::string Title(const json& movie, const std::string& locale) {
 }  // namespace
 
 TEST_CASE("every built-in event type is planned and enriched with upstream data", "[e2e][enrich]") {
+  // Users whose first channel works at the fake providers (no blocked bot, no dead push
+  // token), so no delivery falls back to a second channel and every count below is exact.
   auto first_channel_in = [](std::vector<std::string> allowed) {
     return [allowed](const json& u) {
       auto c = u["channels"][0].get<std::string>();
+      if (c == "push" && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) == 0) return false;
+      if (c == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13) return false;
       return std::find(allowed.begin(), allowed.end(), c) != allowed.end();
     };
   };
