@@ -136,8 +136,9 @@ int RunEnrich(const config::Config& config) {
     std::vector<enrich::Outcome> outcomes;
     try {
       outcomes = enricher.Process(requests);
-    } catch (const std::exception& batch_error) {
-      if (dynamic_cast<const TransientError*>(&batch_error)) throw;
+    } catch (const TransientError&) {
+      throw;
+    } catch (const std::exception&) {
       outcomes.clear();
       for (const auto& req : requests) {
         try {

@@ -84,8 +84,7 @@ Page RecipientPager::Fetch(const model::Event& event, const JobState& state) {
     return page;
   }
   if (!state.cursor.empty()) url += "&cursor=" + http::UrlEncode(state.cursor);
-  http::Client client;
-  auto res = client.Get(url);
+  auto res = client_.Get(url);
   // 401/403 mean Herald's credentials or the upstream's configuration are wrong, 408/429/5xx
   // that it is overloaded: all of them are fixed without touching the event, so it waits.
   if (res.status == 401 || res.status == 403 || res.status == 408 || res.status == 429 || res.status >= 500) {
@@ -238,8 +237,7 @@ int RunPlan(const config::Config& config) {
         continue;
       }
       if (event.segment.is_null() && !event.followers_of) {
-        plan::RecipientPager inline_pager("", "");
-        emit(event, inline_pager.Fetch(event, plan::InitialState(event)).user_ids, nullptr, ctx);
+        emit(event, pager.Fetch(event, plan::InitialState(event)).user_ids, nullptr, ctx);
         continue;
       }
       if (std::chrono::steady_clock::now() > deadline) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "herald/http/client.hpp"
 #include "herald/model/records.hpp"
 #include "herald/redis/client.hpp"
 
@@ -49,6 +50,7 @@ class RecipientPager {
   std::string auth_url_;
   std::string ugc_url_;
   std::size_t page_size_;
+  http::Client client_;  // one kept-alive connection for every page
 };
 
 /// Fan-out checkpoints in Redis (herald:fanout:<event_id>), kept for 14 days.

@@ -98,7 +98,7 @@ std::map<std::string, std::string> ReadEnvFile(const std::string& path) {
   return env;
 }
 
-int DevUp(herald::dev::StackOptions options, bool detach, bool demo) {
+int DevUp(herald::dev::StackOptions options, bool detach) {
   namespace fs = std::filesystem;
   fs::create_directories(options.state_dir);
   std::string state = fs::absolute(options.state_dir).string();
@@ -124,7 +124,7 @@ int DevUp(herald::dev::StackOptions options, bool detach, bool demo) {
           std::ifstream in(state + "/ready");
           std::cout << in.rdbuf();
           std::cout << "Stop it with: herald dev down --state-dir " << options.state_dir << "\n";
-          return demo ? 0 : 0;
+          return 0;
         }
         if (fs::exists(state + "/failed")) {
           std::ifstream in(state + "/failed");
@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
         }
         stack_opts.stage_env[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
-      return DevUp(stack_opts, detach, false);
+      return DevUp(stack_opts, detach);
     }
     if (*dev_down) return herald::dev::StopDetached(down_dir);
   } catch (const herald::InvalidInput& e) {

@@ -49,6 +49,8 @@ Stage::Stage(const config::Config& config, StageSpec spec)
   produced_ = &m.GetCounter("herald_records_produced_total", "Records produced", l);
   failed_ = &m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
   retried_ = &m.GetCounter("herald_retries_total", "Records sent to a retry tier", l);
+  retry_tiers_ = topics::Catalog().Family("retry");
+  std::sort(retry_tiers_.begin(), retry_tiers_.end(), [](const auto* a, const auto* b) { return a->delay < b->delay; });
   producer_ = std::make_unique<kafka::Producer>(ProducerOptions(config_, "herald-" + spec_.name));
   if (!spec_.topics.empty()) {
     kafka::ConsumerLoop::Options o;
@@ -120,8 +122,7 @@ int Stage::Attempt(const kafka::Message& m) {
 
 bool Stage::Retry(kafka::BatchContext& ctx, const kafka::Message& m, const std::string& reason,
                   bool consume_attempt) {
-  auto tiers = topics::Catalog().Family("retry");
-  std::sort(tiers.begin(), tiers.end(), [](const auto* a, const auto* b) { return a->delay < b->delay; });
+  const auto& tiers = retry_tiers_;
   int attempt = Attempt(m);
   int next = consume_attempt ? attempt + 1 : std::max(attempt, 1);
   if (next > static_cast<int>(tiers.size())) {

@@ -19,7 +19,7 @@
 #include "herald/http/client.hpp"
 #include "herald/kafka/producer.hpp"
 #include "herald/stage/stage.hpp"
-#include "support/support.hpp"
+#include "support/stack.hpp"
 
 using herald::test::ReadTopic;
 using herald::test::Run;
@@ -29,40 +29,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Stack {
-  TempDir dir;
-  std::unique_ptr<herald::dev::DevStack> stack;
-  Stack() {
-    herald::dev::StackOptions o;
-    o.state_dir = dir.Path();
-    o.herald_binary = HERALD_BINARY;
-    o.broker_port = 0;
-    o.stage_env = {{"HERALD_CLAIM_LEASE", "2s"}};
-    stack = std::make_unique<herald::dev::DevStack>(o);
-    stack->Up();
-  }
-  std::string Env(const std::string& k) const { return stack->Env().at(k); }
-};
-
-Stack& S() {
-  static Stack s;
+herald::test::TestStack& S() {
+  static herald::test::TestStack s;
   return s;
 }
 
-std::string Email(int user) { return "u-" + std::to_string(user) + "@example.test"; }
-
-// Mails received per envelope recipient.
-std::map<std::string, int> MailCounts() {
-  std::map<std::string, int> counts;
-  for (const auto& m : herald::dev::ReadMailDir(S().Env("HERALD_SMTP_DIR"))) ++counts[m.rcpt];
-  return counts;
-}
-
-int MailsTo(int user) {
-  auto counts = MailCounts();
-  auto it = counts.find(Email(user));
-  return it == counts.end() ? 0 : it->second;
-}
+std::string Email(int user) { return herald::test::EmailOf(user); }
+std::map<std::string, int> MailCounts() { return S().MailCounts(); }
+int MailsTo(int user) { return S().MailsTo(Email(user)); }
 
 std::string Kcat(const std::string& topic, const std::string& lines, int partition = -1) {
   herald::test::TempDir tmp;
@@ -210,11 +184,11 @@ TEST_CASE("killing the deliver stage mid-run loses nothing", "[e2e][crash]") {
     return std::make_pair(distinct, total);
   };
   REQUIRE(WaitUntil([&] { return ours().first >= 20; }, 60s));
-  S().stack->Kill("deliver-email", SIGKILL);
+  S().Dev().Kill("deliver-email", SIGKILL);
   auto at_kill = ours().first;
   INFO("delivered before the kill: " << at_kill);
   CHECK(at_kill < count);  // the kill really happened mid-run
-  S().stack->Start("deliver-email");
+  S().Dev().Start("deliver-email");
   REQUIRE(WaitUntil([&] { return ours().first == count; }, 120s));
   auto [distinct, total] = ours();
   CHECK(distinct == count);
@@ -225,13 +199,13 @@ TEST_CASE("killing the deliver stage mid-run loses nothing", "[e2e][crash]") {
 
 TEST_CASE("SIGTERM drains a stage, which leaves within 10 seconds", "[e2e][lifecycle]") {
   auto t0 = std::chrono::steady_clock::now();
-  S().stack->Kill("plan", SIGTERM);
-  REQUIRE(WaitUntil([&] { return !S().stack->IsRunning("plan"); }, 10s));
+  S().Dev().Kill("plan", SIGTERM);
+  REQUIRE(WaitUntil([&] { return !S().Dev().IsRunning("plan"); }, 10s));
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
-  std::ifstream log(S().stack->LogFile("plan"));
+  std::ifstream log(S().Dev().LogFile("plan"));
   std::string text((std::istreambuf_iterator<char>(log)), {});
   CHECK(text.find("stopped cleanly") != std::string::npos);
-  S().stack->Start("plan");
+  S().Dev().Start("plan");
   Kcat("events.auth.v1", SeedEvent(501) + "\n");
   CHECK(WaitUntil([&] { return MailsTo(501) == 1; }, 60s));
 }
@@ -241,7 +215,7 @@ TEST_CASE("every stage serves metrics, liveness and readiness", "[e2e][ops]") {
                             "deliver-push", "ledger", "retry"}) {
     INFO(stage);
     herald::http::Client c;
-    std::string base = "http://127.0.0.1:" + std::to_string(S().stack->Port(stage));
+    std::string base = "http://127.0.0.1:" + std::to_string(S().Dev().Port(stage));
     CHECK(c.Get(base + "/healthz").status == 200);
     REQUIRE(WaitUntil([&] { return c.Get(base + "/readyz").status == 200; }, 30s));
     auto metrics = c.Get(base + "/metrics");
@@ -250,7 +224,7 @@ TEST_CASE("every stage serves metrics, liveness and readiness", "[e2e][ops]") {
     CHECK(c.Get(base + "/nope").status == 404);
   }
   herald::http::Client c;
-  auto plan = c.Get("http://127.0.0.1:" + std::to_string(S().stack->Port("plan")) + "/metrics").body;
+  auto plan = c.Get("http://127.0.0.1:" + std::to_string(S().Dev().Port("plan")) + "/metrics").body;
   CHECK(plan.find("herald_records_consumed_total{stage=\"plan\"}") != std::string::npos);
   CHECK(plan.find("herald_batch_processing_seconds_bucket{stage=\"plan\",le=\"0.001\"}") != std::string::npos);
 }
@@ -458,7 +432,7 @@ TEST_CASE("an SMS provider answering 429 slows everyone down; nothing is lost or
   // requests than 20 messages retried every second would make.
   CHECK(during <= 48);
   herald::http::Client ops;
-  auto metrics = ops.Get("http://127.0.0.1:" + std::to_string(S().stack->Port("deliver-sms")) + "/metrics").body;
+  auto metrics = ops.Get("http://127.0.0.1:" + std::to_string(S().Dev().Port("deliver-sms")) + "/metrics").body;
   CHECK(metrics.find("herald_provider_throttled_total{channel=\"sms\",provider=\"sms\"} 0") == std::string::npos);
   REQUIRE(c.Request("DELETE", sms + "/_fake/faults", "").status == 200);
 

@@ -17,6 +17,7 @@
 #include "herald/kafka/producer.hpp"
 #include "herald/metrics/registry.hpp"
 #include "herald/model/records.hpp"
+#include "herald/topics/catalog.hpp"
 
 namespace herald::stage {
 
@@ -69,6 +70,7 @@ class Stage {
   metrics::Counter* consumed_ = nullptr;
   metrics::Counter* produced_ = nullptr;
   metrics::Counter* retried_ = nullptr;
+  std::vector<const topics::TopicSpec*> retry_tiers_;  // by delay, shortest first
   metrics::Counter* failed_ = nullptr;
   metrics::Counter* dead_letters_ = nullptr;
   metrics::Histogram* batch_seconds_ = nullptr;
