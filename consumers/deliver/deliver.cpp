@@ -9,8 +9,10 @@
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
+#include "herald/common/unsubscribe.hpp"
 #include "herald/redis/client.hpp"
 #include "herald/redis/rate_limiter.hpp"
+#include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/template/renderer.hpp"
 #include "herald/topics/catalog.hpp"
@@ -23,7 +25,18 @@ struct Item {
   const kafka::Message* msg;
   model::Delivery d;
   templates::Rendered rendered;
+  std::string list_unsubscribe;  // email: the one-click unsubscribe URL, empty for transactional types
 };
+
+// Emails sent per rate-limiter acquisition (one SMTP connection sends them in turn).
+constexpr std::size_t kEmailChunk = 8;
+// How long an unsubscribe link stays valid.
+constexpr auto kUnsubscribeValidity = std::chrono::hours(24 * 60);
+
+// Account and security mail (welcome, password reset) is transactional: no unsubscribe.
+bool Unsubscribable(const schema::EventTypeInfo* type) {
+  return type && !type->critical && type->category != "account" && type->category != "security";
+}
 
 }  // namespace
 
@@ -32,9 +45,17 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     throw ConfigError("deliver: unknown channel '" + channel + "' (email, sms, telegram or push)");
   }
   const auto& catalog = topics::Catalog();
-  std::vector<std::string> inputs;
-  for (const char* p : {"high", "normal", "low"}) inputs.push_back(catalog.Deliver(channel, p));
-  stage::Stage st(config, {"deliver-" + channel, inputs});
+  // Priority lanes: high first; normal and low each keep a share of every batch while they
+  // have records (HERALD_PRIORITY_SHARE percent), so they are slowed but never starved.
+  std::size_t reserved = config.priority_share == 0
+                             ? 0
+                             : std::max<std::size_t>(1, config.batch_size * config.priority_share / 100);
+  stage::StageSpec spec{"deliver-" + channel, {}, {}};
+  spec.lanes.push_back({catalog.Deliver(channel, "high"), 0});
+  spec.lanes.push_back({catalog.Deliver(channel, "normal"), reserved});
+  spec.lanes.push_back({catalog.Deliver(channel, "low"), reserved});
+  stage::Stage st(config, spec);
+  auto registry = schema::Registry::Load(config.schema_dir);
   auto templates = templates::TemplateStore::Builtin();
   redis::Client redis(config.redis_url);
   std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
@@ -44,6 +65,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   std::unique_ptr<redis::RateLimiter> limiter;
   std::string provider_name = channel == "email" ? "smtp" : channel;
   if (channel == "email") {
+    limiter = std::make_unique<redis::RateLimiter>(
+        redis, redis::RateLimiter::Options{"smtp", config.smtp_rate, config.provider_burst, 0.05, 0.1});
     smtp = std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
         config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
         std::chrono::milliseconds(15000)});
@@ -69,6 +92,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
   auto& limiter_waits = m.GetCounter("herald_rate_limiter_waits_total", "Times sends waited for the provider's rate limit", l);
   auto& throttles = m.GetCounter("herald_provider_throttled_total", "429 answers from the provider", l);
+  auto& yields = m.GetCounter("herald_priority_yields_total",
+                              "Batches that handed lower-priority records back because higher-priority ones were waiting", l);
   auto& rate_factor = m.GetGauge("herald_rate_limit_factor", "Share of the full provider rate in use (adaptive)", l);
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
@@ -115,7 +140,15 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       const auto* tmpl = templates.Find(d.request.event_type, d.channel, d.locale);
       try {
         if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
-        items.push_back({&msg, d, templates::Render(*tmpl, d.vars)});
+        const auto* type = registry->Find(d.request.event_type);
+        std::string unsubscribe = UnsubscribeUrl(
+            config.unsubscribe_url,
+            MakeUnsubscribeToken(config.unsubscribe_secret,
+                                 {d.request.user_id, type ? type->category : d.request.event_type,
+                                  std::chrono::system_clock::now() + kUnsubscribeValidity}));
+        d.vars["unsubscribe_url"] = unsubscribe;
+        auto rendered = templates::Render(*tmpl, d.vars);
+        items.push_back({&msg, d, std::move(rendered), Unsubscribable(type) ? unsubscribe : ""});
       } catch (const InvalidInput& e) {
         claims.MarkDone(d.notification_id, d.channel, "failed");
         st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, e.what()));
@@ -187,67 +220,93 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       fallbacks.Inc();
     };
 
-    if (smtp) {
-      for (const auto& it : items) {
-        deliver::Email email;
-        email.to = it.d.address;
-        email.to_name = it.d.vars.contains("first_name") && it.d.vars["first_name"].is_string()
-                            ? it.d.vars["first_name"].get<std::string>()
-                            : "";
-        email.subject = it.rendered.subject;
-        email.text = it.rendered.text;
-        email.html = it.rendered.html;
-        email.message_id = it.d.notification_id + "@herald";
-        auto o = smtp->Send(email);
-        handle(it, {o.result, o.detail, email.message_id, std::nullopt});
+    // Sends in chunks (concurrent for HTTP providers, sequential over the one SMTP
+    // connection), each paid for with tokens from the provider's bucket shared by all
+    // replicas. Between chunks the stage yields to higher priorities: when a higher lane has
+    // records waiting and this batch has served its guaranteed share of lower-lane records,
+    // the rest is handed back (claims released, partitions rewound) and the next batch takes
+    // the urgent records first.
+    //
+    // send_chunk sends items [begin, end) and records each outcome; it returns whether the
+    // provider asked to slow down, and the longest Retry-After it gave.
+    auto send_chunk = [&](std::size_t begin, std::size_t end) {
+      std::pair<bool, std::optional<std::chrono::seconds>> throttle{false, std::nullopt};
+      auto note = [&](const deliver::ProviderOutcome& o) {
+        if (!o.throttled) return;
+        throttle.first = true;
+        if (o.retry_after && (!throttle.second || *o.retry_after > *throttle.second)) throttle.second = o.retry_after;
+      };
+      if (smtp) {
+        // One at a time over the one connection, each recorded before the next is sent, so a
+        // crash can repeat at most the email in flight.
+        for (std::size_t i = begin; i < end; ++i) {
+          const auto& it = items[i];
+          deliver::Email email;
+          email.to = it.d.address;
+          email.to_name = it.d.vars.contains("first_name") && it.d.vars["first_name"].is_string()
+                              ? it.d.vars["first_name"].get<std::string>()
+                              : "";
+          email.subject = it.rendered.subject;
+          email.text = it.rendered.text;
+          email.html = it.rendered.html;
+          email.message_id = it.d.notification_id + "@herald";
+          email.list_unsubscribe = it.list_unsubscribe;
+          auto o = smtp->Send(email);
+          deliver::ProviderOutcome po{o.result, o.detail, email.message_id, std::nullopt, o.throttled};
+          note(po);
+          handle(it, po);
+        }
+        return throttle;
       }
-    } else {
-      // Concurrent sends in chunks of the provider's concurrency, each paid for with tokens
-      // from the provider's shared bucket.
-      std::size_t chunk = std::max<std::size_t>(config.http_concurrency, 1);
-      std::size_t start = 0;
-      while (start < items.size()) {
-        std::size_t want = std::min(chunk, items.size() - start);
-        auto grant = limiter->Acquire(static_cast<std::int64_t>(want));
-        rate_factor.Set(grant.factor);
-        if (grant.granted == 0 && grant.wait <= std::chrono::milliseconds(1000)) {
-          limiter_waits.Inc();
-          std::this_thread::sleep_for(grant.wait);  // pacing: this is the rate limit itself
-          continue;
-        }
-        if (grant.granted == 0) {
-          // Blocked for longer (a Retry-After): hand the rest back and come back when due,
-          // without holding the poll loop.
-          for (std::size_t i = start; i < items.size(); ++i) {
-            claims.Release(items[i].d.notification_id, items[i].d.channel);
-            ctx.Defer(*items[i].msg);
-            ctx.PauseFor(*items[i].msg, grant.wait);
-          }
-          limiter_waits.Inc();
-          break;
-        }
-        std::size_t end = start + static_cast<std::size_t>(grant.granted);
-        std::vector<deliver::OutMessage> out;
-        for (std::size_t i = start; i < end; ++i) {
-          out.push_back({items[i].d.notification_id, items[i].d.address, items[i].rendered.subject, items[i].rendered.text});
-        }
-        auto outcomes = provider->SendMany(out);
-        bool throttled = false;
-        std::optional<std::chrono::seconds> retry_after;
-        for (const auto& o : outcomes) {
-          if (!o.throttled) continue;
-          throttled = true;
-          if (o.retry_after && (!retry_after || *o.retry_after > *retry_after)) retry_after = o.retry_after;
-        }
-        if (throttled) {
-          throttles.Inc();
-          limiter->Throttled(retry_after);
-        } else {
-          limiter->Succeeded();
-        }
-        for (std::size_t i = start; i < end; ++i) handle(items[i], outcomes[i - start]);
-        start = end;
+      std::vector<deliver::OutMessage> out;
+      for (std::size_t i = begin; i < end; ++i) {
+        out.push_back({items[i].d.notification_id, items[i].d.address, items[i].rendered.subject, items[i].rendered.text});
       }
+      auto outcomes = provider->SendMany(out);
+      for (const auto& o : outcomes) note(o);
+      for (std::size_t i = begin; i < end; ++i) handle(items[i], outcomes[i - begin]);
+      return throttle;
+    };
+    auto hand_back = [&](std::size_t from, std::chrono::milliseconds pause) {
+      for (std::size_t i = from; i < items.size(); ++i) {
+        claims.Release(items[i].d.notification_id, items[i].d.channel);
+        ctx.Defer(*items[i].msg);
+        if (pause.count() > 0) ctx.PauseFor(*items[i].msg, pause);
+      }
+    };
+    std::size_t chunk = smtp ? kEmailChunk : std::max<std::size_t>(config.http_concurrency, 1);
+    std::size_t start = 0;
+    while (start < items.size()) {
+      std::size_t want = 0;
+      while (want < chunk && start + want < items.size() && !ctx.ShouldYield(*items[start + want].msg)) ++want;
+      if (want == 0) {
+        yields.Inc();
+        hand_back(start, std::chrono::milliseconds(0));
+        break;
+      }
+      auto grant = limiter->Acquire(static_cast<std::int64_t>(want));
+      rate_factor.Set(grant.factor);
+      if (grant.granted == 0 && grant.wait <= std::chrono::milliseconds(1000)) {
+        limiter_waits.Inc();
+        std::this_thread::sleep_for(grant.wait);  // pacing: this is the rate limit itself
+        continue;
+      }
+      if (grant.granted == 0) {
+        // Blocked for longer (a Retry-After): hand the rest back and come back when due,
+        // without holding the poll loop.
+        limiter_waits.Inc();
+        hand_back(start, grant.wait);
+        break;
+      }
+      std::size_t end = start + static_cast<std::size_t>(grant.granted);
+      auto [throttled, retry_after] = send_chunk(start, end);
+      if (throttled) {
+        throttles.Inc();
+        limiter->Throttled(retry_after);
+      } else {
+        limiter->Succeeded();
+      }
+      start = end;
     }
   });
 }

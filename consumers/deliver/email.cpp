@@ -1,5 +1,6 @@
 #include "deliver/email.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -109,7 +110,11 @@ std::string BuildMime(const Email& e, const std::string& from, const std::string
   m += "Subject: " + EncodeHeaderWord(e.subject) + "\r\n";
   m += "Date: " + date + "\r\n";
   m += "Message-ID: <" + e.message_id + ">\r\n";
-  if (!e.list_unsubscribe.empty()) {
+  // The URL goes into a header verbatim: only printable ASCII without angle brackets.
+  bool url_safe = std::all_of(e.list_unsubscribe.begin(), e.list_unsubscribe.end(), [](char c) {
+    return c > 0x20 && c < 0x7f && c != '<' && c != '>';
+  });
+  if (!e.list_unsubscribe.empty() && url_safe) {
     m += "List-Unsubscribe: <" + e.list_unsubscribe + ">\r\n";
     m += "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
   }
@@ -190,7 +195,8 @@ SmtpSender::Outcome SmtpSender::Send(const Email& email) {
       (code == 550 || code == 551 || code == 552 || code == 553 || code == 554)) {
     return {SendResult::kRejected, detail};
   }
-  return {SendResult::kRetryLater, detail};
+  // 421 is the server closing the channel on us, typically a rate or connection limit.
+  return {SendResult::kRetryLater, detail, code == 421};
 }
 
 }  // namespace herald::consumers::deliver

@@ -47,6 +47,7 @@ class SmtpSender {
   struct Outcome {
     SendResult result = SendResult::kRetryLater;
     std::string detail;  // server reply or transport error
+    bool throttled = false;  // 421: the server asks to slow down (not a failure of this message)
   };
   Outcome Send(const Email& email);
 

@@ -111,6 +111,19 @@ std::vector<Key> BuildKeys() {
         c.provider_burst = static_cast<double>(ParseSize("HERALD_PROVIDER_BURST", v));
         if (c.provider_burst < 1) throw ConfigError("HERALD_PROVIDER_BURST must be at least 1");
       });
+  add("HERALD_SMTP_RATE", "smtp-rate", "100", "Emails per second sent through the SMTP server, across all replicas; a 421/451 throttle lowers it adaptively",
+      [](Config& c, const std::string& v) {
+        c.smtp_rate = static_cast<double>(ParseSize("HERALD_SMTP_RATE", v));
+        if (c.smtp_rate <= 0) throw ConfigError("HERALD_SMTP_RATE must be at least 1");
+      });
+  add("HERALD_PRIORITY_SHARE", "priority-share", "5", "Percent of every delivery batch kept for each lower priority (normal, low) while it has records, so high never starves them",
+      [](Config& c, const std::string& v) {
+        c.priority_share = ParseSize("HERALD_PRIORITY_SHARE", v);
+        if (c.priority_share > 45) throw ConfigError("HERALD_PRIORITY_SHARE must be at most 45 (percent)");
+      });
+  add("HERALD_UNSUBSCRIBE_URL", "unsubscribe-url", "http://127.0.0.1:8081/v1/unsubscribe", "Public URL of the one-click unsubscribe endpoint (List-Unsubscribe); the signed token is appended as ?token=",
+      Str(&Config::unsubscribe_url));
+  add("HERALD_UNSUBSCRIBE_SECRET", "unsubscribe-secret", "herald-dev-unsubscribe-secret", "HMAC key that signs unsubscribe tokens", Str(&Config::unsubscribe_secret), true);
   add("HERALD_CLAIM_LEASE", "claim-lease", "30s", "How long a delivery claim is held before another replica may take it over",
       [](Config& c, const std::string& v) { c.claim_lease = duration_cast<seconds>(ParseDuration(v)); });
   add("HERALD_CLAIM_TTL", "claim-ttl", "7d", "How long a sent claim blocks a duplicate send",

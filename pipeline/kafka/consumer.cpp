@@ -1,6 +1,12 @@
 #include "herald/kafka/consumer.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -78,6 +84,17 @@ bool BatchContext::IsDeferred(const Message& m) const {
   return it != deferred_.end() && m.Offset() >= it->second;
 }
 
+int BatchContext::LaneOf(const Message& m) const { return lanes_ ? lanes_->lane_of(m) : -1; }
+
+bool BatchContext::ShouldYield(const Message& next) {
+  if (!lanes_) return false;
+  int lane = lanes_->lane_of(next);
+  if (lane <= 0) return false;
+  if (lower_served_ >= lanes_->guaranteed && lanes_->waiting_above(lane)) return true;
+  ++lower_served_;
+  return false;
+}
+
 void BatchContext::PauseFor(const Message& m, std::chrono::milliseconds d) {
   auto& slot = pauses_[{std::string(m.Topic()), m.Partition()}];
   slot = std::max(slot, d);
@@ -92,6 +109,47 @@ struct ConsumerLoop::Impl {
   std::set<std::pair<std::string, std::int32_t>> revoked;
   detail::KafkaHandle rk;
   std::shared_ptr<spdlog::logger> log = Logger("kafka");
+  // Priority lanes: one queue per lane that its partitions' fetch queues are forwarded to,
+  // and a pipe every queue (the consumer queue too) signals when it becomes non-empty, so
+  // the loop can wait on all of them at once. Declared after rk: destroyed before it.
+  std::map<std::string, int, std::less<>> lane_of_topic;
+  std::vector<detail::QueueHandle> lane_queues;
+  detail::QueueHandle consumer_queue;
+  int wake_fds[2] = {-1, -1};
+  BatchContext::LaneHooks hooks;
+
+  ~Impl() {
+    for (auto& q : lane_queues) rd_kafka_queue_io_event_enable(q.get(), -1, nullptr, 0);
+    if (consumer_queue) rd_kafka_queue_io_event_enable(consumer_queue.get(), -1, nullptr, 0);
+    lane_queues.clear();
+    consumer_queue.reset();
+    for (int fd : wake_fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  // Routes newly assigned lane partitions into their lane's queue. Must run before the
+  // partitions are assigned: librdkafka then keeps the application's forwarding.
+  void RouteLanes(rd_kafka_t* handle, const rd_kafka_topic_partition_list_t* parts) {
+    if (lane_queues.empty()) return;
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto it = lane_of_topic.find(std::string_view(parts->elems[i].topic));
+      if (it == lane_of_topic.end()) continue;
+      detail::QueueHandle pq{rd_kafka_queue_get_partition(handle, parts->elems[i].topic, parts->elems[i].partition)};
+      if (!pq) {
+        log->warn("no queue for {} [{}]: its records arrive without priority", parts->elems[i].topic,
+                  parts->elems[i].partition);
+        continue;
+      }
+      rd_kafka_queue_forward(pq.get(), lane_queues[static_cast<std::size_t>(it->second)].get());
+    }
+  }
+
+  void DrainWake() {
+    char buf[256];
+    while (::read(wake_fds[0], buf, sizeof buf) > 0) {
+    }
+  }
 
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
@@ -99,6 +157,7 @@ struct ConsumerLoop::Impl {
     bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       self->log->info("{}: assigned {} partition(s)", self->owner->options_.group_id, parts->cnt);
+      self->RouteLanes(rk, parts);
       if (cooperative) {
         detail::ErrorHandle e{rd_kafka_incremental_assign(rk, parts)};
         if (e) self->log->error("incremental assign failed: {}", rd_kafka_error_string(e.get()));
@@ -170,6 +229,100 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   impl_->rk = detail::CreateHandle(RD_KAFKA_CONSUMER, std::move(conf));
   rd_kafka_poll_set_consumer(impl_->rk.get());
+  if (!options_.lanes.empty()) {
+    if (::pipe2(impl_->wake_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+      throw TransientError(std::string("pipe2: ") + std::strerror(errno));
+    }
+    static const char kWake = 1;
+    std::size_t guaranteed = 0;
+    for (std::size_t i = 0; i < options_.lanes.size(); ++i) {
+      const auto& lane = options_.lanes[i];
+      if (!impl_->lane_of_topic.emplace(lane.topic, static_cast<int>(i)).second) {
+        throw ConfigError("consumer lanes: topic " + lane.topic + " is listed twice");
+      }
+      impl_->lane_queues.emplace_back(rd_kafka_queue_new(impl_->rk.get()));
+      rd_kafka_queue_io_event_enable(impl_->lane_queues.back().get(), impl_->wake_fds[1], &kWake, 1);
+      if (i > 0) guaranteed += lane.reserved;
+      if (std::find(options_.topics.begin(), options_.topics.end(), lane.topic) == options_.topics.end()) {
+        options_.topics.push_back(lane.topic);
+      }
+    }
+    impl_->consumer_queue.reset(rd_kafka_queue_get_consumer(impl_->rk.get()));
+    rd_kafka_queue_io_event_enable(impl_->consumer_queue.get(), impl_->wake_fds[1], &kWake, 1);
+    Impl* impl = impl_.get();
+    impl_->hooks.lane_of = [impl](const Message& m) {
+      auto it = impl->lane_of_topic.find(m.Topic());
+      return it == impl->lane_of_topic.end() ? -1 : it->second;
+    };
+    impl_->hooks.waiting_above = [impl](int lane) {
+      for (int j = 0; j < lane && j < static_cast<int>(impl->lane_queues.size()); ++j) {
+        if (rd_kafka_queue_length(impl->lane_queues[static_cast<std::size_t>(j)].get()) > 0) return true;
+      }
+      return false;
+    };
+    impl_->hooks.guaranteed = guaranteed;
+  }
+}
+
+// Fills `batch` from the priority lanes: first every lane up to what it may take while the
+// lanes below it keep their reserved slots, then whatever room is left, highest lane first.
+// Waits up to `wait` for the first record. Rebalances and records of topics outside the
+// lanes come through the consumer queue, served here too.
+void ConsumerLoop::FillFromLanes(std::vector<Message>& batch, std::chrono::milliseconds wait) {
+  rd_kafka_t* rk = impl_->rk.get();
+  const std::size_t cap = options_.batch_size;
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  std::vector<rd_kafka_message_t*> raw(cap);
+  auto take = [&](rd_kafka_queue_t* q, std::size_t n) {
+    if (n == 0) return;
+    ssize_t got = rd_kafka_consume_batch_queue(q, 0, raw.data(), n);
+    for (ssize_t i = 0; i < got; ++i) {
+      detail::MessageHandle msg{raw[static_cast<std::size_t>(i)]};
+      if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          impl_->log->warn("{}: consume error on {} [{}]: {}", options_.group_id,
+                           msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition,
+                           rd_kafka_message_errstr(msg.get()));
+        }
+        continue;
+      }
+      batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
+    }
+  };
+  const auto& lanes = options_.lanes;
+  while (true) {
+    impl_->DrainWake();
+    // Serves rebalance callbacks and errors; returns records of non-lane topics.
+    while (batch.size() < cap) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0);
+      if (!m) break;
+      detail::MessageHandle msg{m};
+      if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          impl_->log->warn("{}: consume error: {}", options_.group_id, rd_kafka_message_errstr(msg.get()));
+        }
+        continue;
+      }
+      batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
+    }
+    for (std::size_t i = 0; i < lanes.size(); ++i) {
+      std::size_t keep = 0;
+      for (std::size_t j = i + 1; j < lanes.size(); ++j) {
+        if (rd_kafka_queue_length(impl_->lane_queues[j].get()) > 0) keep += lanes[j].reserved;
+      }
+      std::size_t room = cap > batch.size() + keep ? cap - batch.size() - keep : 0;
+      take(impl_->lane_queues[i].get(), room);
+    }
+    for (std::size_t i = 0; i < lanes.size() && batch.size() < cap; ++i) {
+      take(impl_->lane_queues[i].get(), cap - batch.size());
+    }
+    if (!batch.empty() || stop_.load()) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return;
+    pollfd pfd{impl_->wake_fds[0], POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    ::poll(&pfd, 1, static_cast<int>(std::max<std::int64_t>(left, 1)));
+  }
 }
 
 ConsumerLoop::~ConsumerLoop() {
@@ -218,7 +371,8 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
     }
     // Wait up to poll_timeout for the first record, then take what is already fetched.
     auto wait = options_.poll_timeout;
-    while (batch.size() < options_.batch_size) {
+    if (!options_.lanes.empty()) FillFromLanes(batch, wait);
+    while (options_.lanes.empty() && batch.size() < options_.batch_size) {
       rd_kafka_message_t* raw = rd_kafka_consumer_poll(rk, static_cast<int>(wait.count()));
       if (!raw) break;
       detail::MessageHandle msg{raw};
@@ -258,6 +412,7 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
     try {
       AckGroup acks;
       BatchContext ctx(producer_, acks);
+      if (!options_.lanes.empty()) ctx.SetLaneHooks(&impl_->hooks);
       handler(batch, ctx);
       auto failures = acks.Wait(options_.ack_timeout);
       if (!failures.empty()) {

@@ -52,12 +52,13 @@ Stage::Stage(const config::Config& config, StageSpec spec)
   retry_tiers_ = topics::Catalog().Family("retry");
   std::sort(retry_tiers_.begin(), retry_tiers_.end(), [](const auto* a, const auto* b) { return a->delay < b->delay; });
   producer_ = std::make_unique<kafka::Producer>(ProducerOptions(config_, "herald-" + spec_.name));
-  if (!spec_.topics.empty()) {
+  if (!spec_.topics.empty() || !spec_.lanes.empty()) {
     kafka::ConsumerLoop::Options o;
     o.brokers = config_.brokers;
     o.group_id = config_.group_id.empty() ? "herald-" + spec_.name : config_.group_id;
     o.group_instance_id = config_.group_instance_id;
     o.topics = spec_.topics;
+    o.lanes = spec_.lanes;
     o.settings = config_.kafka;
     o.batch_size = config_.batch_size;
     o.poll_timeout = config_.poll_timeout;

@@ -52,3 +52,36 @@ TEST_CASE("the MIME message has both parts, a Message-ID and unsubscribe headers
   CHECK(parsed.html == e.html);
   CHECK(parsed.message_id == "<abc@herald>");
 }
+
+TEST_CASE("names, subjects and URLs cannot inject headers", "[email][security]") {
+  Email e;
+  e.to = "u-1@example.test";
+  e.to_name = "Eve\r\nBcc: victim@example.test";
+  e.subject = "Hi\r\nBcc: victim@example.test\nX-Evil: 1";
+  e.text = "body\r\n.\r\nMAIL FROM:<x@y>\r\n";
+  e.message_id = "inj@herald";
+  e.list_unsubscribe = "https://cinema.example/u?token=x>\r\nBcc: victim@example.test";
+  auto mime = BuildMime(e, "Herald Cinema <noreply@cinema.example>", "Sat, 21 Nov 2026 10:00:00 +0000");
+  // Every header line is one we wrote: nothing smuggled a line break into the header block.
+  auto header_end = mime.find("\r\n\r\n");
+  REQUIRE(header_end != std::string::npos);
+  std::string headers = mime.substr(0, header_end + 2);
+  CHECK(headers.find("Bcc") == std::string::npos);
+  CHECK(headers.find("X-Evil") == std::string::npos);
+  CHECK(headers.find("List-Unsubscribe") == std::string::npos);  // the unsafe URL was dropped
+  std::size_t pos = 0;
+  while (pos < headers.size()) {
+    auto eol = headers.find("\r\n", pos);
+    std::string line = headers.substr(pos, eol - pos);
+    pos = eol + 2;
+    if (line.empty() || line[0] == ' ') continue;  // a folded continuation of an encoded word
+    auto name = line.substr(0, line.find(':'));
+    CHECK((name == "From" || name == "To" || name == "Subject" || name == "Date" || name == "Message-ID" ||
+           name == "MIME-Version" || name == "Content-Type"));
+  }
+  // The name and subject survive intact, as encoded words.
+  auto parsed = herald::dev::ParseMail(mime);
+  CHECK(parsed.subject == e.subject);
+  // The body is base64: a line with a lone "." cannot end the SMTP DATA early.
+  CHECK(mime.find("\r\n.\r\n") == std::string::npos);
+}

@@ -50,6 +50,10 @@ struct Config {
   std::string push_url;
   double provider_rate = 200;   // messages/s per provider, shared by all replicas
   double provider_burst = 50;
+  double smtp_rate = 100;       // emails/s through the SMTP server, shared by all replicas
+  std::size_t priority_share = 5;  // percent of a delivery batch kept for each lower priority
+  std::string unsubscribe_url = "http://127.0.0.1:8081/v1/unsubscribe";
+  std::string unsubscribe_secret = "herald-dev-unsubscribe-secret";
   std::chrono::seconds claim_lease{30};
   std::chrono::hours claim_ttl{24 * 7};
   // HTTP serving (ingest/admin APIs and every stage's /metrics, /healthz, /readyz)

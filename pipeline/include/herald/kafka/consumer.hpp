@@ -67,6 +67,21 @@ class BatchContext {
   /// Keeps m's partition paused for `d` (resumed by the loop when due).
   void PauseFor(const Message& m, std::chrono::milliseconds d);
 
+  /// Priority lanes (ConsumerLoop::Options::lanes): true when the handler should stop
+  /// before `next` and Defer() it and the rest of its lane, because a higher lane has records
+  /// waiting and this batch has already served its guaranteed share of lower-lane records.
+  /// Always false without lanes or for a top-lane record. Call once per record, in order.
+  bool ShouldYield(const Message& next);
+  /// The lane of a record (0 = highest), -1 without lanes or for a topic outside them.
+  int LaneOf(const Message& m) const;
+
+  struct LaneHooks {
+    std::function<int(const Message&)> lane_of;
+    std::function<bool(int lane)> waiting_above;  // records waiting in a lane above `lane`
+    std::size_t guaranteed = 0;                    // lower-lane records served before yielding
+  };
+  void SetLaneHooks(const LaneHooks* hooks) { lanes_ = hooks; }
+
   using PartitionKey = std::pair<std::string, std::int32_t>;
   const std::map<PartitionKey, std::int64_t>& Deferred() const { return deferred_; }
   const std::map<PartitionKey, std::chrono::milliseconds>& Pauses() const { return pauses_; }
@@ -76,6 +91,8 @@ class BatchContext {
   AckGroup& acks_;
   std::map<PartitionKey, std::int64_t> deferred_;  // partition -> first offset not done
   std::map<PartitionKey, std::chrono::milliseconds> pauses_;
+  const LaneHooks* lanes_ = nullptr;
+  std::size_t lower_served_ = 0;
 };
 
 class ConsumerLoop {
@@ -90,6 +107,16 @@ class ConsumerLoop {
     std::chrono::milliseconds ack_timeout{30'000};
     std::chrono::milliseconds max_backoff{5'000};
     std::string group_instance_id;  // static membership when set
+    /// Priority lanes, highest first (e.g. notify.deliver.email.high, .normal, .low). Each
+    /// lane's partitions are fetched into a queue of their own; a batch takes lane 0's
+    /// records first, then lane 1's, ..., except that every lower lane keeps `reserved` slots
+    /// of each batch while it has records, so lower priorities are slowed, never starved.
+    /// Lane topics are subscribed in addition to `topics`.
+    struct Lane {
+      std::string topic;
+      std::size_t reserved = 0;
+    };
+    std::vector<Lane> lanes;
   };
   using BatchHandler = std::function<void(std::span<const Message> batch, BatchContext& ctx)>;
   /// Optional hook called after a batch's offsets are stored.
@@ -124,6 +151,7 @@ class ConsumerLoop {
   struct Impl;
 
  private:
+  void FillFromLanes(std::vector<Message>& batch, std::chrono::milliseconds wait);
   Options options_;
   Producer& producer_;
   std::atomic<bool> stop_{false};

@@ -24,6 +24,8 @@ namespace herald::stage {
 struct StageSpec {
   std::string name;                 // "plan", "deliver-email", ...
   std::vector<std::string> topics;  // subscribed topics (empty: no consumer, e.g. ingest)
+  /// Priority lanes, highest first (delivery stages): see ConsumerLoop::Options::lanes.
+  std::vector<kafka::ConsumerLoop::Options::Lane> lanes;
 };
 
 class Stage {
