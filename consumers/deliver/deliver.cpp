@@ -15,6 +15,7 @@
 #include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/template/renderer.hpp"
+#include "herald/template/store.hpp"
 #include "herald/topics/catalog.hpp"
 #include "stages.hpp"
 
@@ -56,7 +57,9 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   spec.lanes.push_back({catalog.Deliver(channel, "low"), reserved});
   stage::Stage st(config, spec);
   auto registry = schema::Registry::Load(config.schema_dir);
-  auto templates = templates::TemplateStore::Builtin();
+  // Templates come from PostgreSQL (versioned; `herald migrate` loads the defaults) and are
+  // reloaded when they change; a batch renders from one consistent snapshot.
+  templates::TemplateCache template_cache({config.pg_url});
   redis::Client redis(config.redis_url);
   std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
   deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
@@ -101,6 +104,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     std::vector<Item> items;
+    template_cache.RefreshIfDue();
+    auto templates = template_cache.Current();
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
       model::Delivery d;
@@ -137,7 +142,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         case deliver::ClaimState::kClaimed:
           break;
       }
-      const auto* tmpl = templates.Find(d.request.event_type, d.channel, d.locale);
+      const auto* tmpl = templates->Find(d.request.event_type, d.channel, d.locale);
       try {
         if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
         const auto* type = registry->Find(d.request.event_type);
@@ -267,11 +272,17 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       for (std::size_t i = begin; i < end; ++i) handle(items[i], outcomes[i - begin]);
       return throttle;
     };
+    // Hands the items from `from` on back unsent: a yield keeps them in memory for the next
+    // batch; a pause (provider Retry-After) rewinds their partitions and waits.
     auto hand_back = [&](std::size_t from, std::chrono::milliseconds pause) {
       for (std::size_t i = from; i < items.size(); ++i) {
         claims.Release(items[i].d.notification_id, items[i].d.channel);
-        ctx.Defer(*items[i].msg);
-        if (pause.count() > 0) ctx.PauseFor(*items[i].msg, pause);
+        if (pause.count() > 0) {
+          ctx.Defer(*items[i].msg);
+          ctx.PauseFor(*items[i].msg, pause);
+        } else {
+          ctx.Yield(*items[i].msg);
+        }
       }
     };
     std::size_t chunk = smtp ? kEmailChunk : std::max<std::size_t>(config.http_concurrency, 1);

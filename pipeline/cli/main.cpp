@@ -3,6 +3,7 @@
 // and producers/.
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <set>
@@ -20,7 +21,9 @@
 #include "herald/http/client.hpp"
 #include "herald/kafka/embedded_broker.hpp"
 #include "herald/pg/migrate.hpp"
+#include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
+#include "herald/template/store.hpp"
 #include "herald/topics/catalog.hpp"
 #include "producers.hpp"
 #include "stages.hpp"
@@ -55,6 +58,59 @@ int Migrate(const Config& config) {
   auto applied = herald::pg::Migrate(*conn);
   if (applied.empty()) std::cout << "database is up to date\n";
   for (const auto& m : applied) std::cout << "applied " << m << "\n";
+  // Silent when every default is already in place, so an idempotent rerun prints one line.
+  auto loaded = herald::templates::LoadDefaultTemplates(*conn, *herald::schema::Registry::Load(config.schema_dir));
+  for (const auto& line : loaded) std::cout << "default template: " << line << "\n";
+  return 0;
+}
+
+int TemplatesList(const Config& config) {
+  auto conn = herald::pg::Connect(config.pg_url);
+  std::printf("%-22s %-9s %-6s %7s %-24s %s\n", "EVENT_TYPE", "CHANNEL", "LOCALE", "VERSION", "CREATED_AT",
+              "CREATED_BY");
+  for (const auto& s : herald::templates::ListTemplates(*conn)) {
+    std::printf("%-22s %-9s %-6s %7d %-24s %s\n", s.tmpl.event_type.c_str(), s.tmpl.channel.c_str(),
+                s.tmpl.locale.c_str(), s.tmpl.version, s.created_at.c_str(), s.created_by.c_str());
+  }
+  return 0;
+}
+
+// Prints the template as JSON in the format `templates save` reads, plus who saved it when.
+int TemplatesShow(const Config& config, const std::vector<std::string>& key, int version) {
+  auto conn = herald::pg::Connect(config.pg_url);
+  auto s = herald::templates::GetTemplate(*conn, key.at(0), key.at(1), key.at(2),
+                                          version > 0 ? std::optional<int>(version) : std::nullopt);
+  if (!s) {
+    std::cerr << "herald: no template " << key[0] << "/" << key[1] << "/" << key[2]
+              << (version > 0 ? " version " + std::to_string(version) : std::string()) << "\n";
+    return 1;
+  }
+  nlohmann::json j = {{"event_type", s->tmpl.event_type}, {"channel", s->tmpl.channel}, {"locale", s->tmpl.locale},
+                      {"version", s->tmpl.version},       {"subject", s->tmpl.subject}, {"text", s->tmpl.text}};
+  if (!s->tmpl.html.empty()) j["html"] = s->tmpl.html;
+  if (s->deleted) j["deleted"] = true;
+  j["created_at"] = s->created_at;
+  j["created_by"] = s->created_by;
+  std::cout << j.dump(2) << "\n";
+  return 0;
+}
+
+int TemplatesSave(const Config& config, const std::string& file, std::string author) {
+  std::ifstream in(file);
+  if (!in) throw herald::InvalidInput("cannot read " + file);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw herald::InvalidInput(file + " is not JSON: " + e.what());
+  }
+  auto t = herald::templates::TemplateFromJson(j);
+  if (author.empty()) author = std::getenv("USER") ? std::getenv("USER") : "cli";
+  auto registry = herald::schema::Registry::Load(config.schema_dir);
+  herald::templates::ValidateTemplate(t, *registry);  // before connecting: a bad file needs no database
+  auto conn = herald::pg::Connect(config.pg_url);
+  int version = herald::templates::SaveTemplate(*conn, *registry, t, author);
+  std::cout << "saved " << t.event_type << "/" << t.channel << "/" << t.locale << " as version " << version << "\n";
   return 0;
 }
 
@@ -251,7 +307,19 @@ int main(int argc, char** argv) {
   auto* topics = app.add_subcommand("topics", "Kafka topics declared in topics/topics.json");
   auto* topics_list = topics->add_subcommand("list", "Print every declared topic");
   topics->require_subcommand(1);
-  auto* migrate = app.add_subcommand("migrate", "Apply the PostgreSQL migrations");
+  auto* migrate = app.add_subcommand("migrate", "Apply the PostgreSQL migrations and load the default templates");
+  auto* tmpl = app.add_subcommand("templates", "Notification templates stored in PostgreSQL");
+  tmpl->require_subcommand(1);
+  auto* tmpl_list = tmpl->add_subcommand("list", "Print the latest version of every template");
+  auto* tmpl_show = tmpl->add_subcommand("show", "Print one template as JSON (the format `save` reads)");
+  std::vector<std::string> tmpl_key;
+  int tmpl_version = 0;
+  tmpl_show->add_option("key", tmpl_key, "TYPE CHANNEL LOCALE")->required()->expected(3);
+  tmpl_show->add_option("--version", tmpl_version, "A specific version (default: the latest)");
+  auto* tmpl_save = tmpl->add_subcommand("save", "Validate a template JSON file and save it as the next version");
+  std::string tmpl_file, tmpl_author;
+  tmpl_save->add_option("file", tmpl_file, "JSON like schemas/templates/*.json")->required();
+  tmpl_save->add_option("--author", tmpl_author, "Recorded as created_by (default: $USER)");
   auto* demo = app.add_subcommand("demo", "Send welcome events to a running dev stack and show the emails");
   std::string state_dir = ".herald";
   int demo_count = 2, demo_timeout = 60;
@@ -287,8 +355,8 @@ int main(int argc, char** argv) {
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
 
-  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, ingest, publish, topics, migrate, demo, dev}) sub->fallthrough();
-  for (auto* sub : {topics_list, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, ingest, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
+  for (auto* sub : {topics_list, tmpl_list, tmpl_show, tmpl_save, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -312,6 +380,9 @@ int main(int argc, char** argv) {
     }
     if (*topics_list) return TopicsList();
     if (*migrate) return Migrate(config);
+    if (*tmpl_list) return TemplatesList(config);
+    if (*tmpl_show) return TemplatesShow(config, tmpl_key, tmpl_version);
+    if (*tmpl_save) return TemplatesSave(config, tmpl_file, tmpl_author);
     if (*demo) return Demo(state_dir, demo_count, demo_timeout);
     if (*dev_broker) return DevBroker(broker_host, broker_port, broker_count, broker_partitions);
     if (*dev_fakes) return DevFakes(fake_ports, seed, user_count);

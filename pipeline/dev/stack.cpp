@@ -28,6 +28,8 @@
 #include "herald/common/logging.hpp"
 #include "herald/http/client.hpp"
 #include "herald/pg/migrate.hpp"
+#include "herald/schema/registry.hpp"
+#include "herald/template/store.hpp"
 
 extern char** environ;
 
@@ -265,6 +267,7 @@ void DevStack::StartPostgres() {
   env_["HERALD_PG_URL"] = "postgresql://postgres@127.0.0.1:" + std::to_string(port) + "/herald";
   auto conn = pg::Connect(env_["HERALD_PG_URL"]);
   pg::Migrate(*conn);
+  templates::LoadDefaultTemplates(*conn, *schema::Registry::Load());
 }
 
 void DevStack::Up() {

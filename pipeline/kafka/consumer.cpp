@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <deque>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -80,8 +81,17 @@ void BatchContext::Defer(const Message& m) {
 }
 
 bool BatchContext::IsDeferred(const Message& m) const {
-  auto it = deferred_.find({std::string(m.Topic()), m.Partition()});
-  return it != deferred_.end() && m.Offset() >= it->second;
+  PartitionKey key{std::string(m.Topic()), m.Partition()};
+  auto it = deferred_.find(key);
+  if (it != deferred_.end() && m.Offset() >= it->second) return true;
+  auto y = yielded_.find(key);
+  return y != yielded_.end() && m.Offset() >= y->second;
+}
+
+void BatchContext::Yield(const Message& m) {
+  PartitionKey key{std::string(m.Topic()), m.Partition()};
+  auto [it, inserted] = yielded_.try_emplace(key, m.Offset());
+  if (!inserted) it->second = std::min(it->second, m.Offset());
 }
 
 int BatchContext::LaneOf(const Message& m) const { return lanes_ ? lanes_->lane_of(m) : -1; }
@@ -117,6 +127,19 @@ struct ConsumerLoop::Impl {
   detail::QueueHandle consumer_queue;
   int wake_fds[2] = {-1, -1};
   BatchContext::LaneHooks hooks;
+  // Records a batch yielded (BatchContext::Yield), per lane, in order: served before the
+  // lane's queue so nothing is fetched twice and partition order holds.
+  std::vector<std::deque<Message>> carry;
+
+  bool LaneWaiting(std::size_t lane) const {
+    return !carry[lane].empty() || rd_kafka_queue_length(lane_queues[lane].get()) > 0;
+  }
+  // Forgets carried records of partitions that are rewound or no longer ours.
+  void DropCarry(const std::string& topic, std::int32_t partition) {
+    for (auto& q : carry) {
+      std::erase_if(q, [&](const Message& m) { return m.Partition() == partition && m.Topic() == topic; });
+    }
+  }
 
   ~Impl() {
     for (auto& q : lane_queues) rd_kafka_queue_io_event_enable(q.get(), -1, nullptr, 0);
@@ -172,6 +195,7 @@ struct ConsumerLoop::Impl {
     self->log->info("{}: revoking {} partition(s)", self->owner->options_.group_id, parts->cnt);
     for (int i = 0; i < parts->cnt; ++i) {
       self->revoked.insert({parts->elems[i].topic, parts->elems[i].partition});
+      self->DropCarry(parts->elems[i].topic, parts->elems[i].partition);
       self->owner->paused_until_.erase({parts->elems[i].topic, parts->elems[i].partition});
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) {
@@ -220,6 +244,11 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
       {"heartbeat.interval.ms", "1000"},
       {"max.poll.interval.ms", "300000"},
       {"queued.max.messages.kbytes", "16384"},  // bound prefetch memory per consumer
+      // How long a fetch waits at the broker when there is nothing new. A real broker answers
+      // as soon as data arrives, but the embedded (mock) broker holds every such fetch for the
+      // full wait, which would add up to 500 ms (the default) per hop. Priority-lane consumers
+      // (delivery) keep it shortest: their high lane is latency-critical.
+      {"fetch.wait.max.ms", options_.lanes.empty() ? "100" : "20"},
   };
   if (!options_.group_instance_id.empty()) {
     defaults["group.instance.id"] = options_.group_instance_id;
@@ -241,6 +270,7 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
         throw ConfigError("consumer lanes: topic " + lane.topic + " is listed twice");
       }
       impl_->lane_queues.emplace_back(rd_kafka_queue_new(impl_->rk.get()));
+      impl_->carry.emplace_back();
       rd_kafka_queue_io_event_enable(impl_->lane_queues.back().get(), impl_->wake_fds[1], &kWake, 1);
       if (i > 0) guaranteed += lane.reserved;
       if (std::find(options_.topics.begin(), options_.topics.end(), lane.topic) == options_.topics.end()) {
@@ -256,7 +286,7 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
     };
     impl_->hooks.waiting_above = [impl](int lane) {
       for (int j = 0; j < lane && j < static_cast<int>(impl->lane_queues.size()); ++j) {
-        if (rd_kafka_queue_length(impl->lane_queues[static_cast<std::size_t>(j)].get()) > 0) return true;
+        if (impl->LaneWaiting(static_cast<std::size_t>(j))) return true;
       }
       return false;
     };
@@ -273,9 +303,15 @@ void ConsumerLoop::FillFromLanes(std::vector<Message>& batch, std::chrono::milli
   const std::size_t cap = options_.batch_size;
   auto deadline = std::chrono::steady_clock::now() + wait;
   std::vector<rd_kafka_message_t*> raw(cap);
-  auto take = [&](rd_kafka_queue_t* q, std::size_t n) {
-    if (n == 0) return;
-    ssize_t got = rd_kafka_consume_batch_queue(q, 0, raw.data(), n);
+  auto take = [&](std::size_t lane, std::size_t n) {
+    auto& carried = impl_->carry[lane];
+    while (n > 0 && !carried.empty()) {
+      batch.push_back(std::move(carried.front()));
+      carried.pop_front();
+      --n;
+    }
+    if (n == 0 || !carried.empty()) return;
+    ssize_t got = rd_kafka_consume_batch_queue(impl_->lane_queues[lane].get(), 0, raw.data(), n);
     for (ssize_t i = 0; i < got; ++i) {
       detail::MessageHandle msg{raw[static_cast<std::size_t>(i)]};
       if (msg->err) {
@@ -308,14 +344,12 @@ void ConsumerLoop::FillFromLanes(std::vector<Message>& batch, std::chrono::milli
     for (std::size_t i = 0; i < lanes.size(); ++i) {
       std::size_t keep = 0;
       for (std::size_t j = i + 1; j < lanes.size(); ++j) {
-        if (rd_kafka_queue_length(impl_->lane_queues[j].get()) > 0) keep += lanes[j].reserved;
+        if (impl_->LaneWaiting(j)) keep += lanes[j].reserved;
       }
       std::size_t room = cap > batch.size() + keep ? cap - batch.size() - keep : 0;
-      take(impl_->lane_queues[i].get(), room);
+      take(i, room);
     }
-    for (std::size_t i = 0; i < lanes.size() && batch.size() < cap; ++i) {
-      take(impl_->lane_queues[i].get(), cap - batch.size());
-    }
+    for (std::size_t i = 0; i < lanes.size() && batch.size() < cap; ++i) take(i, cap - batch.size());
     if (!batch.empty() || stop_.load()) return;
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return;
@@ -409,6 +443,7 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
     bool ok = false;
     std::map<BatchContext::PartitionKey, std::int64_t> deferred;
     std::map<BatchContext::PartitionKey, std::chrono::milliseconds> pauses;
+    std::map<BatchContext::PartitionKey, std::int64_t> yielded;
     try {
       AckGroup acks;
       BatchContext ctx(producer_, acks);
@@ -421,6 +456,7 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
       }
       deferred = ctx.Deferred();
       pauses = ctx.Pauses();
+      yielded = ctx.Yielded();
       ok = true;
     } catch (const std::exception& e) {
       log->error("{}: batch of {} record(s) from {} [{}] @{} failed, will retry in {} ms: {}",
@@ -433,6 +469,13 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
       std::vector<TopicPartition> rewind;
       for (const auto& [tp, range] : span) {
         auto d = deferred.find(tp);
+        auto y = yielded.find(tp);
+        if (d == deferred.end() && y != yielded.end()) {
+          // Handed back without a rewind: store up to the first record not done and keep
+          // the rest for the next batch.
+          if (y->second > range.first) store.push_back({tp.first, tp.second, y->second});
+          continue;
+        }
         if (d == deferred.end()) {
           store.push_back({tp.first, tp.second, range.second + 1});
         } else {
@@ -457,18 +500,33 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
       }
       if (!to_pause.empty()) Pause(to_pause);
       if (!rewind.empty()) {
+        for (const auto& tp : rewind) impl_->DropCarry(tp.topic, tp.partition);
         auto list = ToList(rewind);
         detail::ErrorHandle serr{rd_kafka_seek_partitions(rk, list.get(), 5000)};
         if (serr) log->warn("seek failed: {}", rd_kafka_error_string(serr.get()));
       }
       if (commit_hook_) commit_hook_(batch);
+      if (!yielded.empty()) {
+        // Newest first to the front of each lane's carry, so the lane keeps partition order.
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+          BatchContext::PartitionKey tp{std::string(it->Topic()), it->Partition()};
+          auto y = yielded.find(tp);
+          if (y == yielded.end() || it->Offset() < y->second || deferred.count(tp)) continue;
+          auto lane = impl_->lane_of_topic.find(tp.first);
+          if (lane == impl_->lane_of_topic.end()) continue;  // not a lane topic: read again
+          impl_->carry[static_cast<std::size_t>(lane->second)].push_front(std::move(*it));
+        }
+      }
       backoff = std::chrono::milliseconds(100);
       continue;
     }
 
     // Rewind every partition of the batch to its first record and try again later.
     std::vector<TopicPartition> rewind;
-    for (const auto& [tp, range] : span) rewind.push_back({tp.first, tp.second, range.first});
+    for (const auto& [tp, range] : span) {
+      rewind.push_back({tp.first, tp.second, range.first});
+      if (!impl_->carry.empty()) impl_->DropCarry(tp.first, tp.second);
+    }
     auto list = ToList(rewind);
     detail::ErrorHandle serr{rd_kafka_seek_partitions(rk, list.get(), 5000)};
     if (serr) log->warn("seek failed: {}", rd_kafka_error_string(serr.get()));

@@ -1,5 +1,6 @@
 #include "herald/schema/registry.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -62,6 +63,23 @@ std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann:
   return errors;
 }
 
+// The top-level fields declared under properties.payload.properties.data.properties (sorted,
+// as nlohmann::json objects iterate in key order).
+std::vector<std::string> DataFields(const nlohmann::json& type_schema) {
+  std::vector<std::string> out;
+  const nlohmann::json* cur = &type_schema;
+  for (const char* key : {"properties", "payload", "properties", "data", "properties"}) {
+    if (!cur->is_object()) return out;
+    auto it = cur->find(key);
+    if (it == cur->end()) return out;
+    cur = &*it;
+  }
+  if (cur->is_object()) {
+    for (const auto& [name, _] : cur->items()) out.push_back(name);
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Registry::Impl {
@@ -98,6 +116,13 @@ Registry::Registry(const nlohmann::json& envelope, const std::vector<nlohmann::j
     if (type.info.source.empty() || type.info.channels.empty()) {
       throw ConfigError("event schema " + name + ": x-herald needs source and channels");
     }
+    try {
+      type.info.variables = m.value("variables", std::vector<std::string>{});
+    } catch (const nlohmann::json::exception&) {
+      throw ConfigError("event schema " + name + ": x-herald.variables must be an array of names");
+    }
+    type.info.data_fields = DataFields(t);
+    std::sort(type.info.variables.begin(), type.info.variables.end());
     type.schema = Compile(t, name);
     impl_->types[name] = std::move(type);
   }

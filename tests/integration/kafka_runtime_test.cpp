@@ -345,7 +345,7 @@ ConsumerLoop::Options LaneOpts(const std::string& group, const std::string& pref
 }
 
 // Handles a batch the way the delivery stage does: in order, yielding to higher lanes when
-// the context says so (the rest of the batch is deferred and read again).
+// the context says so (the rest of the batch comes first in the next one).
 struct LaneRecorder {
   std::mutex mu;
   std::vector<std::string> order;  // topic suffix of every record handled, in order
@@ -360,7 +360,7 @@ struct LaneRecorder {
       if (yielded || ctx.ShouldYield(m)) {
         if (!yielded) ++yields;
         yielded = true;
-        ctx.Defer(m);
+        ctx.Yield(m);  // kept in memory for the next batch, not fetched again
         continue;
       }
       std::string topic(m.Topic());

@@ -46,7 +46,7 @@ struct FakeServerOptions {
   std::uint64_t seed = 42;                  // synthetic data seed
   std::uint64_t user_count = 1'000'000;     // users u-1 .. u-<user_count> exist; others are 404
   std::size_t request_log_limit = 100'000;  // oldest entries dropped beyond this (bounded memory)
-  std::size_t threads = 16;                 // worker threads; each open connection holds one
+  std::size_t threads = 64;                 // worker threads; each open connection holds one
 };
 
 /// One HTTP server for one role, on its own background threads.

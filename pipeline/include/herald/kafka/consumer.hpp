@@ -72,6 +72,11 @@ class BatchContext {
   /// waiting and this batch has already served its guaranteed share of lower-lane records.
   /// Always false without lanes or for a top-lane record. Call once per record, in order.
   bool ShouldYield(const Message& next);
+  /// Hands m and the rest of its partition in this batch back without a rewind: the loop
+  /// keeps those records in memory and puts them first in their lane of the next batch
+  /// (nothing is fetched again). Like Defer, the partition's offset is stored only up to m.
+  void Yield(const Message& m);
+  const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& Yielded() const { return yielded_; }
   /// The lane of a record (0 = highest), -1 without lanes or for a topic outside them.
   int LaneOf(const Message& m) const;
 
@@ -91,6 +96,7 @@ class BatchContext {
   AckGroup& acks_;
   std::map<PartitionKey, std::int64_t> deferred_;  // partition -> first offset not done
   std::map<PartitionKey, std::chrono::milliseconds> pauses_;
+  std::map<PartitionKey, std::int64_t> yielded_;  // partition -> first offset handed back
   const LaneHooks* lanes_ = nullptr;
   std::size_t lower_served_ = 0;
 };

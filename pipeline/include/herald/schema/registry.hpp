@@ -1,7 +1,8 @@
 #pragma once
 // JSON Schema validation of domain events (valijson) and the registry of event types.
 // Event types are data: schemas/events/<type>.json holds the payload schema and, under
-// "x-herald", the type's source, default priority, channels and timing defaults.
+// "x-herald", the type's source, default priority, channels, timing defaults and the
+// template variables enrichment adds ("variables").
 //
 // Thread safety: a constructed registry is immutable; Validate() may run concurrently.
 
@@ -28,6 +29,11 @@ struct EventTypeInfo {
   bool marketing = false;          // needs marketing opt-in
   std::string category;
   std::vector<std::string> channels;  // channels the type may use, in default order
+  // Template variables: what enrichment adds for this type (x-herald.variables) and the
+  // top-level fields the schema declares under payload.data (properties.payload.properties
+  // .data.properties). Both sorted; see templates::AllowedVariables.
+  std::vector<std::string> variables;
+  std::vector<std::string> data_fields;
   nlohmann::json meta;             // the whole x-herald object
 };
 

@@ -1,0 +1,366 @@
+// Delivery on the embedded stack: emails checked by an independent MIME parser (Python's
+// email package), and a 10,000-notification run across four channels with the delivery
+// consumers killed by SIGKILL mid-run, checked message by message in the SMTP sink and the
+// fake providers' request logs.
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "herald/common/ids.hpp"
+#include "herald/common/unsubscribe.hpp"
+#include "herald/dev/fake_servers.hpp"
+#include "herald/dev/mail.hpp"
+#include "support/stack.hpp"
+
+using herald::test::EmailOf;
+using herald::test::Run;
+using herald::test::TestStack;
+using herald::test::WaitUntil;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t kSeed = 42;
+
+// Rates high enough that the 10,000-notification run is bounded by the pipeline, not by the
+// provider rate limits (which have tests of their own).
+TestStack& S() {
+  static TestStack stack(1'000'000, {{"HERALD_SMTP_RATE", "5000"}, {"HERALD_PROVIDER_RATE", "5000"},
+                                     {"HERALD_PROVIDER_BURST", "500"}});
+  return stack;
+}
+
+json Event(const std::string& type, json payload) {
+  return {{"event_type", type}, {"created_dt", "2026-11-21T10:00:00Z"}, {"payload", std::move(payload)}};
+}
+
+// Parses a captured message with Python's standard email package, independently of
+// Herald's own MIME code, and returns what a mail client would see.
+json ParseWithPython(const std::string& eml_file) {
+  herald::test::TempDir tmp;
+  std::string script = tmp.Path() + "/parse.py";
+  std::ofstream(script) << R"PY(
+import email, json, sys
+from email import policy
+with open(sys.argv[1], 'rb') as f:
+    msg = email.message_from_binary_file(f, policy=policy.default)
+out = {"headers": {k: str(v) for k, v in msg.items()},
+       "raw_headers": [k for k in msg.keys()],
+       "content_type": msg.get_content_type(),
+       "defects": [str(d) for d in msg.defects],
+       "parts": []}
+for part in msg.iter_parts():
+    out["parts"].append({"type": part.get_content_type(), "charset": part.get_content_charset(),
+                         "cte": part.get("Content-Transfer-Encoding"), "body": part.get_content(),
+                         "defects": [str(d) for d in part.defects]})
+print(json.dumps(out))
+)PY";
+  std::string out;
+  REQUIRE(Run("/usr/bin/python3 " + script + " " + eml_file, &out) == 0);
+  return json::parse(out);
+}
+
+const herald::dev::CapturedMail* MailTo(const std::vector<herald::dev::CapturedMail>& mails, const std::string& rcpt) {
+  for (const auto& m : mails) {
+    if (m.rcpt == rcpt) return &m;
+  }
+  return nullptr;
+}
+
+json User(int i) { return herald::dev::SyntheticUser(kSeed, static_cast<std::uint64_t>(i)); }
+
+// The first user at or after `from` with this locale whose first channel is email.
+int FirstEmailUser(int from, const std::string& locale) {
+  for (int i = from;; ++i) {
+    auto u = User(i);
+    if (u["locale"] == locale && u["channels"][0] == "email") return i;
+  }
+}
+
+// The first channel of a user, when it works at the fake providers (no blocked bot, no dead
+// push token); empty otherwise.
+std::string WorkingFirstChannel(const json& u) {
+  auto c = u["channels"][0].get<std::string>();
+  if (c == "push" && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) == 0) return "";
+  if (c == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13) return "";
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("emails parsed by an independent MIME parser have correct headers, encodings and both parts",
+          "[e2e][deliver][email]") {
+  // A Russian-speaking user whose first channel for comment.liked is email, and any user for
+  // a password reset sent by email.
+  int liked = FirstEmailUser(5000, "ru");
+  int reset = FirstEmailUser(5100, "en");
+  const std::string excerpt = "<b>Great</b> & \"bold\"";
+  S().Publish({Event("comment.liked", {{"user", {"u-" + std::to_string(liked)}},
+                                       {"data", {{"liked_by", "Анна"}, {"comment_excerpt", excerpt}}}}),
+               Event("user.password_reset", {{"user", {"u-" + std::to_string(reset)}},
+                                             {"data", {{"reset_url", "https://cinema.example/reset/abc"}}}})});
+  REQUIRE(WaitUntil([&] { return S().MailsTo(EmailOf(liked)) == 1 && S().MailsTo(EmailOf(reset)) == 1; }, 60s));
+  auto mails = herald::dev::ReadMailDir(S().Env("HERALD_SMTP_DIR"));
+
+  SECTION("a marketing-free social email in Russian") {
+    const auto* m = MailTo(mails, EmailOf(liked));
+    REQUIRE(m);
+    auto p = ParseWithPython(m->file);
+    INFO(p.dump(2));
+    CHECK(p["defects"].empty());
+    const auto& h = p["headers"];
+    CHECK(h["Subject"] == "Ваш комментарий понравился пользователю Анна");
+    CHECK(h["From"] == "Herald Cinema <noreply@cinema.example>");
+    CHECK(h["To"].get<std::string>() == User(liked)["first_name"].get<std::string>() + " <" + EmailOf(liked) + ">");
+    CHECK(h["MIME-Version"] == "1.0");
+    CHECK(h.contains("Date"));
+    auto mid = h["Message-ID"].get<std::string>();
+    CHECK(mid.front() == '<');
+    CHECK(mid.find("@herald>") != std::string::npos);
+    // RFC 8058 one-click unsubscribe, with a token signed for this user and category.
+    REQUIRE(h.contains("List-Unsubscribe"));
+    CHECK(h["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click");
+    auto lu = h["List-Unsubscribe"].get<std::string>();
+    REQUIRE(lu.size() > 2);
+    CHECK(lu.front() == '<');
+    CHECK(lu.back() == '>');
+    auto token = lu.substr(lu.find("token=") + 6);
+    token.pop_back();
+    auto claim = herald::VerifyUnsubscribeToken("herald-dev-unsubscribe-secret", token, std::chrono::system_clock::now());
+    REQUIRE(claim);
+    CHECK(claim->user_id == "u-" + std::to_string(liked));
+    CHECK(claim->category == "social");
+    // multipart/alternative with a text and an HTML part, both UTF-8.
+    CHECK(p["content_type"] == "multipart/alternative");
+    REQUIRE(p["parts"].size() == 2);
+    CHECK(p["parts"][0]["type"] == "text/plain");
+    CHECK(p["parts"][1]["type"] == "text/html");
+    for (const auto& part : p["parts"]) {
+      CHECK(part["charset"] == "utf-8");
+      CHECK(part["defects"].empty());
+    }
+    // The text part is the variable as is; the HTML part escapes it.
+    auto text = p["parts"][0]["body"].get<std::string>();
+    auto html = p["parts"][1]["body"].get<std::string>();
+    CHECK(text.find("«" + excerpt + "»") != std::string::npos);
+    CHECK(text.find("Анна") != std::string::npos);
+    CHECK(html.find("&lt;b&gt;Great&lt;/b&gt; &amp; &quot;bold&quot;") != std::string::npos);
+    CHECK(html.find("<b>Great</b>") == std::string::npos);
+    CHECK(html.find("<b>Анна</b>") != std::string::npos);
+  }
+
+  SECTION("a password reset is transactional: no unsubscribe headers") {
+    const auto* m = MailTo(mails, EmailOf(reset));
+    REQUIRE(m);
+    auto p = ParseWithPython(m->file);
+    INFO(p.dump(2));
+    CHECK(p["defects"].empty());
+    CHECK_FALSE(p["headers"].contains("List-Unsubscribe"));
+    CHECK_FALSE(p["headers"].contains("List-Unsubscribe-Post"));
+    REQUIRE(p["parts"].size() == 2);
+    CHECK(p["parts"][0]["body"].get<std::string>().find("https://cinema.example/reset/abc") != std::string::npos);
+  }
+}
+
+TEST_CASE("SIGKILL of the delivery consumers during a 10,000-notification run: each delivered once",
+          "[e2e][deliver][crash]") {
+  const int kUsers = 10'000;
+  // Users whose first channel works, so every notification ends on exactly one channel and
+  // the expected set is known up front.
+  std::vector<int> users;
+  std::map<std::string, std::string> channel_of;  // user id -> channel
+  for (int i = 20'000; static_cast<int>(users.size()) < kUsers; ++i) {
+    auto u = User(i);
+    auto c = WorkingFirstChannel(u);
+    if (c.empty()) continue;
+    users.push_back(i);
+    channel_of["u-" + std::to_string(i)] = c;
+  }
+  std::vector<json> events;
+  for (std::size_t start = 0; start < users.size(); start += 500) {
+    json ids = json::array();
+    for (std::size_t k = start; k < std::min(users.size(), start + 500); ++k) ids.push_back("u-" + std::to_string(users[k]));
+    events.push_back(Event("episode.released", {{"user", ids}, {"content", {"ep-5"}}}));
+  }
+  auto event_ids = S().Publish(events);
+  REQUIRE(event_ids.size() == events.size());
+
+  // Expected notification ids, and how to recognise each in a provider's log.
+  std::set<std::string> expected;
+  std::map<std::string, std::string> by_chat;  // telegram chat id -> notification id
+  for (std::size_t e = 0; e < events.size(); ++e) {
+    for (const auto& uid : events[e]["payload"]["user"]) {
+      auto user = uid.get<std::string>();
+      auto id = herald::NotificationId(event_ids[e], user, channel_of[user]);
+      expected.insert(id);
+      if (channel_of[user] == "telegram") {
+        by_chat[std::to_string(User(std::stoi(user.substr(2)))["telegram_chat_id"].get<std::int64_t>())] = id;
+      }
+    }
+  }
+  REQUIRE(expected.size() == static_cast<std::size_t>(kUsers));
+
+  // Every successful send the providers saw, per notification id.
+  auto received = [&] {
+    std::map<std::string, int> got;
+    for (const auto& m : herald::dev::ReadMailDir(S().Env("HERALD_SMTP_DIR"))) {
+      if (m.message_id.size() > 9) ++got[m.message_id.substr(1, m.message_id.find('@') - 1)];
+    }
+    for (const auto& r : S().FakeRequests("push", "/v1/send")) {
+      if (r["status"] != 200) continue;
+      ++got[json::parse(r["body"].get<std::string>())["data"]["notification_id"].get<std::string>()];
+    }
+    for (const auto& r : S().FakeRequests("telegram", "/bot")) {
+      if (r["status"] != 200) continue;
+      auto chat = json::parse(r["body"].get<std::string>())["chat_id"];
+      auto it = by_chat.find(chat.is_string() ? chat.get<std::string>() : chat.dump());
+      ++got[it == by_chat.end() ? "unknown-chat-" + chat.dump() : it->second];
+    }
+    for (const auto& r : S().FakeRequests("sms", "/v1/messages")) {
+      if (r["status"] != 200) continue;
+      ++got[json::parse(r["body"].get<std::string>())["idempotency_key"].get<std::string>()];
+    }
+    return got;
+  };
+  auto delivered = [&] {
+    std::size_t n = 0;
+    for (const auto& [id, count] : received()) n += expected.count(id);
+    return n;
+  };
+
+  // Kill each delivery consumer while it is busy, twice for email, and restart it.
+  std::map<std::string, int> kills;
+  auto kill = [&](const std::string& stage) {
+    S().Dev().Kill(stage, SIGKILL);
+    ++kills[stage];
+    S().Dev().Start(stage);
+  };
+  REQUIRE(WaitUntil([&] { return delivered() >= 2000; }, 180s, 200ms));
+  kill("deliver-email");
+  kill("deliver-push");
+  REQUIRE(WaitUntil([&] { return delivered() >= 5000; }, 180s, 200ms));
+  auto at_second = delivered();
+  kill("deliver-telegram");
+  kill("deliver-email");
+  kill("deliver-sms");
+  INFO("delivered at the second round of kills: " << at_second);
+  CHECK(at_second < static_cast<std::size_t>(kUsers));  // the kills really were mid-run
+  REQUIRE(WaitUntil([&] { return delivered() == expected.size(); }, 300s, 500ms));
+
+  auto got = received();
+  // A send of these events on any other channel (a fallback that should not have happened).
+  std::size_t unexpected = 0;
+  for (std::size_t e = 0; e < events.size(); ++e) {
+    for (const auto& uid : events[e]["payload"]["user"]) {
+      for (const char* c : {"email", "sms", "telegram", "push"}) {
+        auto user = uid.get<std::string>();
+        if (c != channel_of[user]) unexpected += got.count(herald::NotificationId(event_ids[e], user, c));
+      }
+    }
+  }
+  // Per channel duplicates, for the report.
+  std::map<std::string, int> per_channel;
+  for (std::size_t e = 0; e < events.size(); ++e) {
+    for (const auto& uid : events[e]["payload"]["user"]) {
+      auto user = uid.get<std::string>();
+      auto it = got.find(herald::NotificationId(event_ids[e], user, channel_of[user]));
+      if (it != got.end() && it->second > 1) per_channel[channel_of[user]] += it->second - 1;
+    }
+  }
+  std::string report;
+  for (const auto& [c, n] : per_channel) report += c + "=" + std::to_string(n) + " ";
+  INFO("repeated sends by channel: " << (report.empty() ? "none" : report));
+  CHECK(unexpected == 0);
+  // SMS carries the notification id as the provider's idempotency key: a send repeated
+  // after a crash is accepted once, so the user gets it once.
+  CHECK(per_channel["sms"] == 0);
+  // Email, Telegram and push have no idempotency key. Each send is recorded the moment it
+  // completes, so a SIGKILL can repeat only what was in flight at that instant: one email
+  // (with the same Message-ID, which mail stores collapse), or one concurrent HTTP chunk.
+  CHECK(per_channel["email"] <= kills["deliver-email"]);
+  CHECK(per_channel["push"] <= kills["deliver-push"] * 16);
+  CHECK(per_channel["telegram"] <= kills["deliver-telegram"] * 16);
+  WARN("10,000 notifications, kills: email " << kills["deliver-email"] << ", push " << kills["deliver-push"]
+       << ", telegram " << kills["deliver-telegram"] << ", sms " << kills["deliver-sms"]
+       << "; repeated sends: " << (report.empty() ? "none" : report));
+
+  // The ledger agrees: one sent row per notification.
+  REQUIRE(WaitUntil(
+      [&] {
+        pqxx::connection conn(S().Env("HERALD_PG_URL"));
+        pqxx::work tx(conn);
+        std::string list;
+        for (const auto& id : event_ids) list += (list.empty() ? "" : ",") + tx.quote(id);
+        auto n = tx.exec1("SELECT count(*) FROM deliveries WHERE status = 'sent' AND event_id IN (" + list + ")")[0].as<long>();
+        return n == kUsers;
+      },
+      120s, 500ms));
+}
+
+TEST_CASE("a template saved to PostgreSQL is validated, then used without a restart; a missing variable fails",
+          "[e2e][deliver][templates]") {
+  herald::test::TempDir tmp;
+  const std::string env = "HERALD_PG_URL=" + S().Env("HERALD_PG_URL") + " ";
+  auto save = [&](const json& t, std::string* out) {
+    std::string file = tmp.Path() + "/t.json";
+    std::ofstream(file) << t.dump();
+    return Run(env + HERALD_BINARY " templates save " + file + " 2>&1", out);
+  };
+  json t = {{"event_type", "comment.liked"}, {"channel", "email"}, {"locale", "en"},
+            {"subject", "v2: {{liked_by}} said {{comment_excerpt}} with {{coupon}}"},
+            {"text", "Hi {{first_name}}"}, {"html", "<p>Hi {{first_name}}</p>"}};
+  std::string out;
+  CHECK(save(t, &out) == 2);
+  CHECK(out.find("{{coupon}}") != std::string::npos);
+  t["subject"] = "v2: {{liked_by}} said {{comment_excerpt}}";
+  REQUIRE(save(t, &out) == 0);
+
+  // English users whose first channel is email.
+  std::vector<int> users;
+  for (int i = 7000; users.size() < 40; ++i) users.push_back(i = FirstEmailUser(i, "en"));
+  // The delivery stage reloads templates when they change (checked every 10 s): keep sending
+  // until a message shows the new version.
+  std::size_t next = 0;
+  bool v2 = false;
+  while (!v2 && next + 1 < users.size()) {
+    int u = users[next++];
+    S().Publish({Event("comment.liked", {{"user", {"u-" + std::to_string(u)}},
+                                         {"data", {{"liked_by", "Ann"}, {"comment_excerpt", "Hi"}}}})});
+    REQUIRE(WaitUntil([&] { return S().MailsTo(EmailOf(u)) == 1; }, 60s));
+    auto mails = herald::dev::ReadMailDir(S().Env("HERALD_SMTP_DIR"));
+    auto subject = MailTo(mails, EmailOf(u))->subject;
+    INFO(subject);
+    CHECK((subject == "v2: Ann said Hi" || subject == "Ann liked your comment"));
+    v2 = subject == "v2: Ann said Hi";
+    if (!v2) std::this_thread::sleep_for(1s);  // pacing between probes
+  }
+  REQUIRE(v2);
+
+  // The new version uses {{comment_excerpt}} outside a section: an event without it cannot
+  // be rendered, and the notification fails with the reason instead of sending a blank.
+  int u = users[next];
+  auto ids = S().Publish({Event("comment.liked", {{"user", {"u-" + std::to_string(u)}}, {"data", {{"liked_by", "Ann"}}}})});
+  std::string reason;
+  REQUIRE(WaitUntil(
+      [&] {
+        pqxx::connection conn(S().Env("HERALD_PG_URL"));
+        pqxx::work tx(conn);
+        auto r = tx.exec_params("SELECT status, coalesce(reason, '') FROM deliveries WHERE event_id = $1", ids.at(0));
+        if (r.empty() || r[0][0].as<std::string>() != "failed") return false;
+        reason = r[0][1].as<std::string>();
+        return true;
+      },
+      60s, 200ms));
+  CHECK(reason.find("{{comment_excerpt}}") != std::string::npos);
+  CHECK(S().MailsTo(EmailOf(u)) == 0);
+}
