@@ -106,8 +106,21 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     std::vector<Item> items;
     template_cache.RefreshIfDue();
     auto templates = template_cache.Current();
+    // Preparing (claims, rendering) also stops early for urgent records: once this batch
+    // has its guaranteed share of lower-priority records, the rest waits for the next batch.
+    std::size_t lower_prepared = 0;
+    bool yielding = false;
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
+      if (ctx.LaneOf(msg) > 0) {
+        if (yielding || (lower_prepared >= ctx.Guaranteed() && ctx.HigherWaiting(msg))) {
+          if (!yielding) yields.Inc();
+          yielding = true;
+          ctx.Yield(msg);
+          continue;
+        }
+        ++lower_prepared;
+      }
       model::Delivery d;
       try {
         d = model::DeliveryFromJson(nlohmann::json::parse(msg.Value()));

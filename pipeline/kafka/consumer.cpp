@@ -96,6 +96,12 @@ void BatchContext::Yield(const Message& m) {
 
 int BatchContext::LaneOf(const Message& m) const { return lanes_ ? lanes_->lane_of(m) : -1; }
 
+bool BatchContext::HigherWaiting(const Message& m) const {
+  if (!lanes_) return false;
+  int lane = lanes_->lane_of(m);
+  return lane > 0 && lanes_->waiting_above(lane);
+}
+
 bool BatchContext::ShouldYield(const Message& next) {
   if (!lanes_) return false;
   int lane = lanes_->lane_of(next);

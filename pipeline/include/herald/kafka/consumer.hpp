@@ -77,6 +77,10 @@ class BatchContext {
   /// (nothing is fetched again). Like Defer, the partition's offset is stored only up to m.
   void Yield(const Message& m);
   const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& Yielded() const { return yielded_; }
+  /// Without counting: m is a lower-lane record and a higher lane has records waiting.
+  bool HigherWaiting(const Message& m) const;
+  /// Lower-lane records a batch serves before it yields (the reserved shares).
+  std::size_t Guaranteed() const { return lanes_ ? lanes_->guaranteed : 0; }
   /// The lane of a record (0 = highest), -1 without lanes or for a topic outside them.
   int LaneOf(const Message& m) const;
 
