@@ -3,11 +3,13 @@
 to DIR as one .eml file. Used by `herald dev up` and the integration tests.
 
 Recipients whose local part starts with "bounce" are refused permanently (550) and those
-starting with "tempfail" temporarily (451), so tests can exercise both outcomes."""
+starting with "tempfail" temporarily (451), so tests can exercise both outcomes.
+With --tls-cert/--tls-key the sink offers STARTTLS and requires it before any mail."""
 import argparse
 import asyncio
 import os
 import signal
+import ssl
 import time
 
 from aiosmtpd.controller import Controller
@@ -37,6 +39,7 @@ class SaveToDir:
             data = data.encode("utf-8")
         with open(tmp, "wb") as f:
             f.write(("X-Herald-Rcpt: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
+            f.write(("X-Herald-Tls: %s\r\n" % ("yes" if session.ssl else "no")).encode())
             f.write(data)
         os.rename(tmp, os.path.join(self.directory, name))  # readers never see partial files
         return "250 Message accepted for delivery"
@@ -47,9 +50,16 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    controller = Controller(SaveToDir(args.dir), hostname=args.host, port=args.port)
+    tls = {}
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        tls = {"tls_context": context, "require_starttls": True}
+    controller = Controller(SaveToDir(args.dir), hostname=args.host, port=args.port, **tls)
     controller.start()
     print("smtp sink listening on %s:%d, writing to %s" % (args.host, args.port, args.dir), flush=True)
     stop = asyncio.Event()

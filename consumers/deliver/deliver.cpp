@@ -72,7 +72,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         redis, redis::RateLimiter::Options{"smtp", config.smtp_rate, config.provider_burst, 0.05, 0.1});
     smtp = std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
         config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
-        std::chrono::milliseconds(15000)});
+        std::chrono::milliseconds(15000), config.smtp_ca_file});
   } else {
     provider = std::make_unique<deliver::HttpProvider>(deliver::HttpProvider::Options{
         channel,

@@ -164,6 +164,7 @@ SmtpSender::Outcome SmtpSender::Send(const Email& email) {
   curl_easy_setopt(c, CURLOPT_URL, impl_->options.url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));  // STARTTLS when offered
+  if (!impl_->options.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, mail_from.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpts.get());
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);

@@ -40,6 +40,7 @@ class SmtpSender {
     std::string password;
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds timeout{15000};
+    std::string ca_file;  // CA bundle to verify the server's certificate (default: the system's)
   };
   explicit SmtpSender(Options options);
   ~SmtpSender();

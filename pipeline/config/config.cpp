@@ -111,7 +111,8 @@ std::vector<Key> BuildKeys() {
         c.provider_burst = static_cast<double>(ParseSize("HERALD_PROVIDER_BURST", v));
         if (c.provider_burst < 1) throw ConfigError("HERALD_PROVIDER_BURST must be at least 1");
       });
-  add("HERALD_SMTP_RATE", "smtp-rate", "100", "Emails per second sent through the SMTP server, across all replicas; a 421/451 throttle lowers it adaptively",
+  add("HERALD_SMTP_CA_FILE", "smtp-ca-file", "", "CA bundle that verifies the SMTP server's certificate after STARTTLS (default: the system's)", Str(&Config::smtp_ca_file));
+  add("HERALD_SMTP_RATE", "smtp-rate", "100", "Emails per second sent through the SMTP server, across all replicas; an SMTP 421 lowers it adaptively",
       [](Config& c, const std::string& v) {
         c.smtp_rate = static_cast<double>(ParseSize("HERALD_SMTP_RATE", v));
         if (c.smtp_rate <= 0) throw ConfigError("HERALD_SMTP_RATE must be at least 1");

@@ -44,6 +44,7 @@ struct Config {
   std::string smtp_from = "Herald Cinema <noreply@cinema.example>";
   std::string smtp_user;
   std::string smtp_password;
+  std::string smtp_ca_file;
   std::string sms_url;
   std::string telegram_url;
   std::string telegram_token = "herald-dev-bot";
