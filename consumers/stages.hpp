@@ -13,5 +13,6 @@ int RunEnrich(const config::Config& config);
 int RunDeliver(const config::Config& config, const std::string& channel);
 int RunLedger(const config::Config& config);
 int RunRetry(const config::Config& config);
+int RunScheduler(const config::Config& config);
 
 }  // namespace herald::consumers

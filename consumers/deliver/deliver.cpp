@@ -6,6 +6,7 @@
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
 #include "deliver/providers.hpp"
+#include "enrich/timing.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
@@ -57,6 +58,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   spec.lanes.push_back({catalog.Deliver(channel, "low"), reserved});
   stage::Stage st(config, spec);
   auto registry = schema::Registry::Load(config.schema_dir);
+  auto clock = TimeSource::FromSpec(config.clock);
   // Templates come from PostgreSQL (versioned; `herald migrate` loads the defaults) and are
   // reloaded when they change; a batch renders from one consistent snapshot.
   templates::TemplateCache template_cache({config.pg_url});
@@ -130,6 +132,13 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       } catch (const InvalidInput& e) {
         st.DeadLetter(ctx, msg, "schema", e.what());
         continue;
+      }
+      // Released late (a scheduler outage, a long retry): a stale notification is dropped.
+      if (const auto* type = registry->Find(d.request.event_type)) {
+        if (auto expires = enrich::ExpiresAt(d.request, *type); expires && clock->Now() >= *expires) {
+          st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kExpired, "not delivered by " + FormatRfc3339(*expires)));
+          continue;
+        }
       }
       if (sent_unmarked.count(d.notification_id)) {
         claims.MarkDone(d.notification_id, d.channel, "sent");  // throws again if Redis is still away

@@ -8,6 +8,9 @@
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
 #include "enrich/enricher.hpp"
+#include "enrich/timing.hpp"
+#include "herald/timing/buckets.hpp"
+#include "herald/timing/window.hpp"
 #include "herald/redis/client.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/topics/catalog.hpp"
@@ -75,6 +78,9 @@ Decision Decide(const model::NotificationRequest& request, const nlohmann::json&
   del.locale = user.value("locale", "en");
   del.timezone = user.value("timezone", "UTC");
   del.fallback.assign(reachable.begin() + 1, reachable.end());
+  if (auto q = user.find("quiet_hours"); q != user.end() && q->is_object() && q->contains("from") && q->contains("to")) {
+    del.quiet_hours = model::Window{q->value("from", ""), q->value("to", "")};
+  }
   for (const auto& c : reachable) del.contacts[c] = *AddressFor(user, c);
   d.channel = del.channel;
   d.delivery = std::move(del);
@@ -116,6 +122,10 @@ int RunEnrich(const config::Config& config) {
   eo.breaker_open_for = config.breaker_open_for;
   eo.cache_ttl = config.cache_ttl;
   enrich::Enricher enricher(eo, *registry, &redis, st.Metrics());
+  auto clock = TimeSource::FromSpec(config.clock);
+  timing::Buckets buckets(redis, {.shards = config.bucket_shards});
+  auto& scheduled = st.Metrics().GetCounter("herald_enrich_parked_total", "Notifications parked until their delivery time");
+  auto& expired = st.Metrics().GetCounter("herald_enrich_expired_total", "Notifications dropped as expired");
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     std::vector<model::NotificationRequest> requests;
@@ -153,14 +163,33 @@ int RunEnrich(const config::Config& config) {
         }
       }
     }
+    auto now = clock->Now();
+    std::vector<timing::Parked> parked;
+    std::vector<model::StatusRecord> scheduled_statuses;
     for (std::size_t i = 0; i < outcomes.size(); ++i) {
       auto& o = outcomes[i];
       const auto& m = *sources[i];
       switch (o.kind) {
         case enrich::Outcome::Kind::kDeliver: {
-          const auto& d = o.delivery;
-          st.Produce(ctx, {catalog.Deliver(d.channel, model::PriorityName(d.request.priority)), d.request.user_id,
-                           model::Dump(model::ToJson(d)), {{"herald-notification-id", d.notification_id}}});
+          auto& d = o.delivery;
+          const auto* type = registry->Find(d.request.event_type);
+          auto timing = type ? enrich::DecideTiming(d, *type, now) : enrich::TimingDecision{};
+          if (timing.kind == enrich::TimingDecision::Kind::kExpire) {
+            st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kExpired, timing.reason));
+            expired.Inc();
+            break;
+          }
+          const auto& topic = catalog.Deliver(d.channel, model::PriorityName(d.request.priority));
+          if (timing.kind == enrich::TimingDecision::Kind::kPark) {
+            d.request.not_before = timing.due;
+            // The bucket is labelled with the zone the decision used (UTC for an unknown one).
+            parked.push_back({d.notification_id, timing::FindZone(d.timezone) ? d.timezone : "UTC", std::chrono::time_point_cast<std::chrono::seconds>(timing.due),
+                              model::Dump(model::ToJson(d)), d.request.user_id, topic});
+            auto s = model::MakeStatus(d, model::Status::kScheduled, "due " + FormatRfc3339(timing.due) + ": " + timing.reason);
+            scheduled_statuses.push_back(std::move(s));
+            break;
+          }
+          st.Produce(ctx, {topic, d.request.user_id, model::Dump(model::ToJson(d)), {{"herald-notification-id", d.notification_id}}});
           st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kAccepted));
           break;
         }
@@ -182,6 +211,13 @@ int RunEnrich(const config::Config& config) {
           st.DeadLetter(ctx, m, "schema", o.reason);
           break;
       }
+    }
+    // Notifications that must wait go to the Redis timezone buckets before the batch is
+    // committed; the scheduler releases them when due.
+    if (!parked.empty()) {
+      buckets.Park(parked);
+      scheduled.Inc(parked.size());
+      for (const auto& status : scheduled_statuses) st.EmitStatus(ctx, status);
     }
   });
 }

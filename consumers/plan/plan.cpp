@@ -7,9 +7,11 @@
 #include "herald/common/logging.hpp"
 #include "herald/http/client.hpp"
 #include "herald/kafka/lag.hpp"
+#include "herald/pg/migrate.hpp"
 #include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/topics/catalog.hpp"
+#include "scheduler/schedules.hpp"
 #include "stages.hpp"
 
 namespace herald::consumers {
@@ -206,6 +208,9 @@ int RunPlan(const config::Config& config) {
   auto& pages = m.GetCounter("herald_plan_pages_total", "Recipient pages fanned out");
   auto& lag_gauge = m.GetGauge("herald_plan_downstream_lag", "Records downstream consumers have not processed");
   const std::string& requests_topic = catalog.Requests();
+  auto clock = TimeSource::FromSpec(config.clock);
+  std::unique_ptr<pqxx::connection> pg;  // for schedules; connected on first use
+  auto& schedules_registered = m.GetCounter("herald_plan_schedules_registered_total", "Recurring events stored as schedules");
   auto log = Logger("plan");
 
   auto emit = [&](const model::Event& event, const std::vector<std::string>& users, kafka::AckGroup* acks,
@@ -234,6 +239,20 @@ int RunPlan(const config::Config& config) {
                           : std::string(e.what()).find("not valid JSON") != std::string::npos ? "invalid_json"
                                                                                          : "schema";
         st.DeadLetter(ctx, msg, cls, e.what());
+        continue;
+      }
+      if (event.schedule) {
+        // A recurring event: stored as a schedule; the scheduler publishes each occurrence.
+        try {
+          if (!pg) pg = pg::Connect(config.pg_url);
+          scheduler::RegisterSchedule(*pg, event, clock->Now());
+          schedules_registered.Inc();
+        } catch (const InvalidInput& e) {
+          st.DeadLetter(ctx, msg, "schedule", e.what());
+        } catch (const pqxx::failure& e) {
+          pg.reset();
+          throw TransientError(std::string("registering the schedule of ") + event.event_id + ": " + e.what());
+        }
         continue;
       }
       if (event.segment.is_null() && !event.followers_of) {

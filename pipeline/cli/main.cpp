@@ -297,6 +297,7 @@ int main(int argc, char** argv) {
   deliver->add_option("--channel", channel, "email | sms | telegram | push")->capture_default_str();
   auto* ledger = app.add_subcommand("ledger", "Ledger stage: statuses into PostgreSQL");
   auto* retry = app.add_subcommand("retry", "Retry stage: re-produce delayed retries to their origin when due");
+  auto* scheduler = app.add_subcommand("scheduler", "Scheduler: release parked notifications when due, fire recurring schedules");
   auto* ingest = app.add_subcommand("ingest", "Ingest HTTP API: POST /v1/events");
   auto* publish = app.add_subcommand("publish", "Publish events from a file or stdin");
   herald::producers::PublishOptions publish_opts;
@@ -355,7 +356,7 @@ int main(int argc, char** argv) {
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
 
-  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, ingest, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, scheduler, ingest, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
   for (auto* sub : {topics_list, tmpl_list, tmpl_show, tmpl_save, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
@@ -373,6 +374,7 @@ int main(int argc, char** argv) {
     if (*deliver) return herald::consumers::RunDeliver(config, channel);
     if (*ledger) return herald::consumers::RunLedger(config);
     if (*retry) return herald::consumers::RunRetry(config);
+    if (*scheduler) return herald::consumers::RunScheduler(config);
     if (*ingest) return herald::producers::RunIngest(config);
     if (*publish) {
       publish_opts.validate = !no_validate;

@@ -2,6 +2,9 @@
 
 #include <cctype>
 #include <cstdio>
+#include <fstream>
+
+#include "herald/common/errors.hpp"
 
 namespace herald {
 namespace {
@@ -79,5 +82,37 @@ std::string FormatRfc3339(TimePoint tp) {
 }
 
 TimePoint NowMs() { return std::chrono::time_point_cast<std::chrono::milliseconds>(Clock::now()); }
+
+namespace {
+
+class SystemSource final : public TimeSource {
+ public:
+  TimePoint Now() const override { return NowMs(); }
+};
+
+class FileSource final : public TimeSource {
+ public:
+  explicit FileSource(std::string path) : path_(std::move(path)) {}
+  TimePoint Now() const override {
+    std::ifstream in(path_);
+    std::string text;
+    if (!in || !std::getline(in, text)) throw TransientError("clock file " + path_ + " cannot be read");
+    while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    auto t = ParseRfc3339(text);
+    if (!t) throw TransientError("clock file " + path_ + " does not hold an RFC 3339 instant: '" + text + "'");
+    return *t;
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+std::shared_ptr<const TimeSource> TimeSource::FromSpec(const std::string& spec) {
+  if (spec.empty() || spec == "system") return std::make_shared<SystemSource>();
+  if (spec.rfind("file:", 0) == 0 && spec.size() > 5) return std::make_shared<FileSource>(spec.substr(5));
+  throw ConfigError("HERALD_CLOCK must be 'system' or 'file:/path', got '" + spec + "'");
+}
 
 }  // namespace herald

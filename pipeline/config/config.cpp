@@ -93,6 +93,22 @@ std::vector<Key> BuildKeys() {
       });
   add("HERALD_FANOUT_MAX_LAG", "fanout-max-lag", "100000", "A fan-out waits while downstream consumers lag by more than this many records",
       [](Config& c, const std::string& v) { c.fanout_max_lag = static_cast<std::int64_t>(ParseSize("HERALD_FANOUT_MAX_LAG", v)); });
+  add("HERALD_CLOCK", "clock", "system", "Time source for timing decisions and the scheduler: system, or file:/path holding an RFC 3339 instant (tests, drills)",
+      Str(&Config::clock));
+  add("HERALD_SCHEDULER_LEASE", "scheduler-lease", "30s", "How long a scheduler replica holds a bucket it releases before another may take it over",
+      [](Config& c, const std::string& v) { c.scheduler_lease = duration_cast<milliseconds>(ParseDuration(v)); });
+  add("HERALD_SCHEDULER_INTERVAL", "scheduler-interval", "1s", "How often the scheduler looks for due buckets and schedules when idle",
+      [](Config& c, const std::string& v) { c.scheduler_interval = duration_cast<milliseconds>(ParseDuration(v)); });
+  add("HERALD_BUILTIN_SCHEDULES", "builtin-schedules", "on", "Whether the scheduler adds the event types' built-in recurring schedules (stats.monthly, bookmark.reminder): on or off",
+      [](Config& c, const std::string& v) {
+        if (v != "on" && v != "off") throw ConfigError("HERALD_BUILTIN_SCHEDULES must be on or off, got '" + v + "'");
+        c.builtin_schedules = v == "on";
+      });
+  add("HERALD_BUCKET_SHARDS", "bucket-shards", "16", "Redis keys per (due minute, time zone) bucket, so no key grows huge",
+      [](Config& c, const std::string& v) {
+        c.bucket_shards = ParseSize("HERALD_BUCKET_SHARDS", v);
+        if (c.bucket_shards == 0 || c.bucket_shards > 1024) throw ConfigError("HERALD_BUCKET_SHARDS must be 1..1024");
+      });
   add("HERALD_SMTP_URL", "smtp-url", "smtp://127.0.0.1:2525", "SMTP server (smtp:// or smtps://)", Str(&Config::smtp_url));
   add("HERALD_SMTP_FROM", "smtp-from", "Herald Cinema <noreply@cinema.example>", "From header of emails", Str(&Config::smtp_from));
   add("HERALD_SMTP_USER", "smtp-user", "", "SMTP user name", Str(&Config::smtp_user), true);

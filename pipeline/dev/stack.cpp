@@ -338,7 +338,7 @@ void DevStack::Up() {
       for (const std::vector<std::string>& stage :
            {std::vector<std::string>{"ingest"}, {"plan"}, {"enrich"}, {"deliver", "--channel", "email"},
             {"deliver", "--channel", "sms"}, {"deliver", "--channel", "telegram"}, {"deliver", "--channel", "push"},
-            {"ledger"}, {"retry"}}) {
+            {"ledger"}, {"retry"}, {"scheduler"}}) {
         Child c;
         c.name = stage.size() == 1 ? stage[0] : stage[0] + "-" + stage[2];
         c.argv = {options_.herald_binary};

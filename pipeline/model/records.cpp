@@ -127,7 +127,7 @@ NotificationRequest RequestFromJson(const nlohmann::json& j) {
 }
 
 nlohmann::json ToJson(const Delivery& d) {
-  return {{"notification_id", d.notification_id},
+  nlohmann::json j = {{"notification_id", d.notification_id},
           {"channel", d.channel},
           {"address", d.address},
           {"locale", d.locale},
@@ -137,6 +137,8 @@ nlohmann::json ToJson(const Delivery& d) {
           {"vars", d.vars},
           {"attempt", d.attempt},
           {"request", ToJson(d.request)}};
+  if (d.quiet_hours) j["quiet_hours"] = {{"from", d.quiet_hours->from}, {"to", d.quiet_hours->to}};
+  return j;
 }
 
 Delivery DeliveryFromJson(const nlohmann::json& j) {
@@ -151,6 +153,9 @@ Delivery DeliveryFromJson(const nlohmann::json& j) {
     d.contacts = j.value("contacts", nlohmann::json::object());
     d.vars = j.value("vars", nlohmann::json::object());
     d.attempt = j.value("attempt", 0);
+    if (auto it = j.find("quiet_hours"); it != j.end() && !it->is_null()) {
+      d.quiet_hours = Window{it->at("from").get<std::string>(), it->at("to").get<std::string>()};
+    }
     d.request = RequestFromJson(j.at("request"));
     return d;
   });

@@ -230,6 +230,56 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
   return 0;
 }
 
+int Stage::RunLoop(const std::function<bool()>& tick, std::chrono::milliseconds idle) {
+  auto& log = *Logger(spec_.name);
+  std::atomic<std::int64_t> last_tick{NowMs().time_since_epoch().count()};
+  std::atomic<bool> ready{false};
+  http::AddOpsRoutes(
+      http_, metrics::Default(),
+      [&]() -> std::string {
+        if (auto fatal = kafka::FatalError(); !fatal.empty()) return "fatal Kafka error: " + fatal;
+        auto age = NowMs().time_since_epoch().count() - last_tick.load();
+        if (age > 60'000) return "the loop has made no progress for " + std::to_string(age / 1000) + " s";
+        return {};
+      },
+      [&]() -> std::string { return ready.load() ? "" : "first pass not completed yet"; });
+  http_.Start(config_.http_host, config_.http_port);
+  log.info("{} running; ops on {}:{}", spec_.name, config_.http_host, http_.Port());
+  StartSignalWatcher();
+  auto backoff = std::chrono::milliseconds(100);
+  auto pause = [&](std::chrono::milliseconds d) {
+    auto until = std::chrono::steady_clock::now() + d;
+    while (!stop_.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(d, std::chrono::milliseconds(20)));
+    }
+  };
+  while (!stop_.load()) {
+    if (auto fatal = kafka::FatalError(); !fatal.empty()) {
+      log.critical("{} stopping after a fatal Kafka error: {}", spec_.name, fatal);
+      break;
+    }
+    bool busy = false;
+    try {
+      busy = tick();
+      backoff = std::chrono::milliseconds(100);
+      ready.store(true);
+    } catch (const std::exception& e) {
+      log.error("{}: pass failed, retrying in {} ms: {}", spec_.name, backoff.count(), e.what());
+      pause(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      continue;
+    }
+    last_tick.store(NowMs().time_since_epoch().count());
+    if (!busy) pause(idle);
+  }
+  producer_->Flush(config_.drain_timeout);
+  http_.Stop();
+  g_stage.store(nullptr);
+  if (auto fatal = kafka::FatalError(); !fatal.empty()) return 3;
+  log.info("{} stopped cleanly", spec_.name);
+  return 0;
+}
+
 int Stage::ServeUntilSignal() {
   http_.Start(config_.http_host, config_.http_port);
   sigset_t set;

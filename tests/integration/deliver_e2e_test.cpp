@@ -190,7 +190,12 @@ TEST_CASE("SIGKILL of the delivery consumers during a 10,000-notification run: e
   for (std::size_t start = 0; start < users.size(); start += 500) {
     json ids = json::array();
     for (std::size_t k = start; k < std::min(users.size(), start + 500); ++k) ids.push_back("u-" + std::to_string(users[k]));
-    events.push_back(Event("episode.released", {{"user", ids}, {"content", {"ep-5"}}}));
+    // High priority and an all-day window: sent at once whatever the users' local time and
+    // quiet hours (timing has tests of its own).
+    auto e = Event("episode.released", {{"user", ids}, {"content", {"ep-5"}}});
+    e["priority"] = "high";
+    e["deliver_window"] = {{"from", "00:00"}, {"to", "00:00"}};  // from == to: the whole day
+    events.push_back(e);
   }
   auto event_ids = S().Publish(events);
   REQUIRE(event_ids.size() == events.size());
@@ -334,8 +339,9 @@ TEST_CASE("a template saved to PostgreSQL is validated, then used without a rest
   bool v2 = false;
   while (!v2 && next + 1 < users.size()) {
     int u = users[next++];
-    S().Publish({Event("comment.liked", {{"user", {"u-" + std::to_string(u)}},
-                                         {"data", {{"liked_by", "Ann"}, {"comment_excerpt", "Hi"}}}})});
+    auto e = Event("comment.liked", {{"user", {"u-" + std::to_string(u)}}, {"data", {{"liked_by", "Ann"}, {"comment_excerpt", "Hi"}}}});
+    e["priority"] = "high";  // not held by quiet hours
+    S().Publish({e});
     REQUIRE(WaitUntil([&] { return S().MailsTo(EmailOf(u)) == 1; }, 60s));
     auto mails = herald::dev::ReadMailDir(S().Env("HERALD_SMTP_DIR"));
     auto subject = MailTo(mails, EmailOf(u))->subject;
@@ -349,7 +355,9 @@ TEST_CASE("a template saved to PostgreSQL is validated, then used without a rest
   // The new version uses {{comment_excerpt}} outside a section: an event without it cannot
   // be rendered, and the notification fails with the reason instead of sending a blank.
   int u = users[next];
-  auto ids = S().Publish({Event("comment.liked", {{"user", {"u-" + std::to_string(u)}}, {"data", {{"liked_by", "Ann"}}}})});
+  auto bad = Event("comment.liked", {{"user", {"u-" + std::to_string(u)}}, {"data", {{"liked_by", "Ann"}}}});
+  bad["priority"] = "high";
+  auto ids = S().Publish({bad});
   std::string reason;
   REQUIRE(WaitUntil(
       [&] {

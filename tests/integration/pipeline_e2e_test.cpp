@@ -50,7 +50,7 @@ std::string Kcat(const std::string& topic, const std::string& lines, int partiti
 }
 
 std::string SeedEvent(int user) {
-  return R"({"event_type": "user.registered", "created_dt": "2026-11-21T10:00:00Z", "schedule": null, "start_dt": null, "priority": 1, "payload": {"user": ["u-)" +
+  return R"({"event_type": "user.registered", "created_dt": "2026-11-21T10:00:00Z", "schedule": null, "start_dt": null, "priority": 0, "payload": {"user": ["u-)" +
          std::to_string(user) + R"("], "content": []}})";
 }
 
@@ -248,7 +248,7 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
     p >> pid;
     pids.push_back(pid);
   }
-  CHECK(pids.size() == 14);  // broker, postgres, redis, smtp, fakes and nine stages
+  CHECK(pids.size() == 15);  // broker, postgres, redis, smtp, fakes and ten stages
   REQUIRE(Run(std::string(HERALD_BINARY) + " dev down --state-dir " + dir.Path() + " 2>&1", &out) == 0);
   for (pid_t pid : pids) {
     INFO(pid);

@@ -17,9 +17,16 @@ TestStack::TestStack(std::uint64_t fake_users, std::map<std::string, std::string
   o.herald_binary = HERALD_BINARY;
   o.broker_port = 0;
   o.fake_users = fake_users;
+  // Short leases and retry delays so tests exercise them quickly; the SMTP rate limit out of
+  // the way (100,000-email runs), except in tests that set it.
   o.stage_env = {{"HERALD_CLAIM_LEASE", "2s"},
                  {"HERALD_RETRY_DELAYS", "1s,2s,3s"},
-                 {"HERALD_BREAKER_OPEN_FOR", "1s"}};
+                 {"HERALD_BREAKER_OPEN_FOR", "1s"},
+                 {"HERALD_SMTP_RATE", "100000"},
+                 {"HERALD_BUILTIN_SCHEDULES", "off"}};
+  clock_file_ = dir_.Path() + "/clock";
+  SetClock(*ParseRfc3339(kStartClock));
+  o.stage_env["HERALD_CLOCK"] = "file:" + clock_file_;
   for (auto& [k, v] : extra_env) o.stage_env[k] = v;
   stack = std::make_unique<dev::DevStack>(o);
   stack->Up();
@@ -113,6 +120,20 @@ void TestStack::ClearFaults(const std::string& role) const {
 nlohmann::json TestStack::FakeRequests(const std::string& role, const std::string& path_prefix) const {
   http::Client c;
   return nlohmann::json::parse(c.Get(FakeUrl(*this, role) + "/_fake/requests?path=" + http::UrlEncode(path_prefix)).body)["requests"];
+}
+
+TimePoint TestStack::Now() const {
+  std::ifstream in(clock_file_);
+  std::string text;
+  std::getline(in, text);
+  return *ParseRfc3339(text);
+}
+
+void TestStack::SetClock(TimePoint t) const {
+  // Written whole and renamed, so a stage never reads a half-written instant.
+  std::string tmp = clock_file_ + ".tmp";
+  std::ofstream(tmp) << FormatRfc3339(t) << "\n";
+  std::filesystem::rename(tmp, clock_file_);
 }
 
 std::string EmailOf(int user) { return "u-" + std::to_string(user) + "@example.test"; }

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "herald/common/time.hpp"
 #include "herald/dev/stack.hpp"
 #include "support/support.hpp"
 
@@ -35,8 +36,17 @@ class TestStack {
   void ClearFaults(const std::string& role) const;
   nlohmann::json FakeRequests(const std::string& role, const std::string& path_prefix) const;
 
+  /// The stages' clock for timing decisions (HERALD_CLOCK=file:...): pinned at
+  /// kStartClock when the stack starts, moved only by the test.
+  static constexpr const char* kStartClock = "2026-11-21T10:00:05Z";
+  TimePoint Now() const;
+  void SetClock(TimePoint t) const;
+  void AdvanceClock(std::chrono::milliseconds d) const { SetClock(Now() + d); }
+  const std::string& ClockFile() const { return clock_file_; }
+
  private:
   TempDir dir_;
+  std::string clock_file_;
   std::unique_ptr<dev::DevStack> stack;
 };
 

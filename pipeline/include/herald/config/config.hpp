@@ -39,6 +39,12 @@ struct Config {
   std::vector<std::chrono::milliseconds> retry_delays = {std::chrono::seconds(30), std::chrono::minutes(5),
                                                          std::chrono::hours(1)};
   std::int64_t fanout_max_lag = 100'000;
+  // Timing
+  std::string clock = "system";
+  std::chrono::milliseconds scheduler_lease{30'000};
+  std::chrono::milliseconds scheduler_interval{1'000};
+  std::size_t bucket_shards = 16;
+  bool builtin_schedules = true;
   // Providers
   std::string smtp_url = "smtp://127.0.0.1:2525";
   std::string smtp_from = "Herald Cinema <noreply@cinema.example>";

@@ -41,6 +41,7 @@ struct Delivery {
   std::vector<std::string> fallback;  // remaining channels, in the user's preference order
   nlohmann::json contacts = nlohmann::json::object();  // channel -> address, for the fallback
   nlohmann::json vars = nlohmann::json::object();  // template variables
+  std::optional<Window> quiet_hours;  // the user's, in local time of `timezone`
   int attempt = 0;
 };
 

@@ -7,6 +7,7 @@
 // Lifecycle: construct, optionally add HTTP routes via Http(), then Run(handler) blocks until
 // a signal or RequestStop().
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,11 @@ class Stage {
   int Run(const kafka::ConsumerLoop::BatchHandler& handler);
   /// For stages without a consumer (ingest): serve HTTP until a signal arrives.
   int ServeUntilSignal();
+  /// For stages that poll something other than Kafka (the scheduler): calls `tick` until a
+  /// signal or RequestStop(); when it returns false (nothing to do) waits `idle` first.
+  /// /healthz fails when a tick has not completed for a minute. `tick` may throw: the error
+  /// is logged and the loop backs off.
+  int RunLoop(const std::function<bool()>& tick, std::chrono::milliseconds idle);
   void RequestStop() noexcept;
 
  private:

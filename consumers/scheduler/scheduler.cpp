@@ -1,0 +1,108 @@
+// The scheduler stage: releases parked notifications whose due instant has come from the
+// Redis timezone buckets to their delivery topics, and fires due recurring schedules from
+// PostgreSQL. Not a Kafka consumer: a loop over Redis and PostgreSQL, with the stage's
+// producer, ops endpoints and metrics. Any number of replicas may run.
+
+#include <unistd.h>
+
+#include "herald/common/errors.hpp"
+#include "herald/common/ids.hpp"
+#include "herald/common/logging.hpp"
+#include "herald/pg/migrate.hpp"
+#include "herald/redis/client.hpp"
+#include "herald/schema/registry.hpp"
+#include "herald/stage/stage.hpp"
+#include "herald/timing/buckets.hpp"
+#include "scheduler/schedules.hpp"
+#include "stages.hpp"
+
+namespace herald::consumers {
+
+int RunScheduler(const config::Config& config) {
+  stage::Stage st(config, {"scheduler", {}, {}});
+  auto log = Logger("scheduler");
+  auto clock = TimeSource::FromSpec(config.clock);
+  auto registry = schema::Registry::Load(config.schema_dir);
+  redis::Client redis(config.redis_url);
+  std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
+  timing::Releaser releaser(redis, {.owner = owner, .lease = config.scheduler_lease});
+  std::unique_ptr<pqxx::connection> pg;
+  bool builtins_checked = false;
+
+  auto& m = st.Metrics();
+  auto& released = m.GetCounter("herald_scheduler_released_total", "Parked notifications released to delivery");
+  auto& fired = m.GetCounter("herald_scheduler_fired_total", "Schedule occurrences fired");
+  auto& passes = m.GetCounter("herald_scheduler_passes_total", "Completed passes over the buckets and schedules");
+  auto backlog = [&](const char* due) -> metrics::Gauge& {
+    return m.GetGauge("herald_scheduler_backlog", "Parked notifications by when they are due", {{"due", due}});
+  };
+  auto& overdue = backlog("now");
+  auto& within_hour = backlog("within_1h");
+  auto& within_day = backlog("within_24h");
+  auto& later = backlog("later");
+  auto last_backlog = std::chrono::steady_clock::time_point{};
+
+  // Produces records and waits until the broker acknowledged all of them; throws otherwise,
+  // so the caller keeps its claim (bucket lease, schedule row) and nothing is forgotten.
+  auto produce_all = [&](const std::vector<kafka::OutRecord>& records) {
+    kafka::AckGroup acks;
+    for (const auto& r : records) st.Producer().Produce(r, acks.Track());
+    auto failures = acks.Wait(config.drain_timeout + std::chrono::seconds(2));
+    if (!failures.empty()) {
+      throw TransientError(std::to_string(failures.size()) + " record(s) not acknowledged: " + failures.front().error);
+    }
+  };
+
+  return st.RunLoop(
+      [&]() -> bool {
+        auto now = clock->Now();
+        auto now_s = std::chrono::time_point_cast<std::chrono::seconds>(now);
+        std::size_t n = releaser.ReleaseDue(now_s, [&](const std::vector<timing::Parked>& chunk) {
+          std::vector<kafka::OutRecord> records;
+          records.reserve(chunk.size());
+          for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
+          produce_all(records);
+          released.Inc(chunk.size());
+        });
+
+        std::size_t f = 0;
+        try {
+          if (!pg) pg = pg::Connect(config.pg_url);
+          if (!builtins_checked && config.builtin_schedules) {
+            for (const auto& id : scheduler::EnsureBuiltinSchedules(*pg, *registry)) log->info("added built-in schedule {}", id);
+            builtins_checked = true;
+          }
+          f = scheduler::FireDue(*pg, now, 100, [&](const std::vector<scheduler::Fired>& due) {
+            std::vector<kafka::OutRecord> records;
+            for (const auto& e : due) {
+              log->info("schedule {} fires for {}", e.schedule_id, FormatRfc3339(e.occurrence));
+              records.push_back({e.topic, e.key, e.value, {}});
+            }
+            produce_all(records);
+          });
+          fired.Inc(f);
+        } catch (const pqxx::broken_connection& e) {
+          pg.reset();
+          throw TransientError(std::string("PostgreSQL: ") + e.what());
+        }
+
+        if (std::chrono::steady_clock::now() - last_backlog > std::chrono::seconds(5)) {
+          last_backlog = std::chrono::steady_clock::now();
+          double o = 0, h = 0, d = 0, l = 0;
+          for (const auto& [minute, count] :
+               releaser.Backlog(now_s - std::chrono::hours(24 * 7), now_s + std::chrono::hours(24 * 30), 100000)) {
+            auto in = minute - now_s.time_since_epoch().count();
+            (in <= 0 ? o : in <= 3600 ? h : in <= 86400 ? d : l) += static_cast<double>(count);
+          }
+          overdue.Set(o);
+          within_hour.Set(h);
+          within_day.Set(d);
+          later.Set(l);
+        }
+        passes.Inc();
+        return n > 0 || f > 0;
+      },
+      config.scheduler_interval);
+}
+
+}  // namespace herald::consumers
