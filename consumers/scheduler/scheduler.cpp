@@ -40,6 +40,13 @@ int RunScheduler(const config::Config& config) {
   auto& within_hour = backlog("within_1h");
   auto& within_day = backlog("within_24h");
   auto& later = backlog("later");
+  // The backlog per due minute for the next hour (a fixed set of 60 series).
+  std::vector<metrics::Gauge*> next_hour;
+  for (int i = 0; i < 60; ++i) {
+    next_hour.push_back(&m.GetGauge("herald_scheduler_due_per_minute",
+                                    "Parked notifications due in the minute that starts this many minutes from now",
+                                    {{"minutes", std::to_string(i)}}));
+  }
   auto last_backlog = std::chrono::steady_clock::time_point{};
 
   // Produces records and waits until the broker acknowledged all of them; throws otherwise,
@@ -89,15 +96,18 @@ int RunScheduler(const config::Config& config) {
         if (std::chrono::steady_clock::now() - last_backlog > std::chrono::seconds(5)) {
           last_backlog = std::chrono::steady_clock::now();
           double o = 0, h = 0, d = 0, l = 0;
+          std::vector<double> per_minute(60, 0.0);
           for (const auto& [minute, count] :
                releaser.Backlog(now_s - std::chrono::hours(24 * 7), now_s + std::chrono::hours(24 * 30), 100000)) {
             auto in = minute - now_s.time_since_epoch().count();
             (in <= 0 ? o : in <= 3600 ? h : in <= 86400 ? d : l) += static_cast<double>(count);
+            if (in > 0 && in <= 3600) per_minute[static_cast<std::size_t>((in - 1) / 60)] += static_cast<double>(count);
           }
           overdue.Set(o);
           within_hour.Set(h);
           within_day.Set(d);
           later.Set(l);
+          for (std::size_t i = 0; i < per_minute.size(); ++i) next_hour[i]->Set(per_minute[i]);
         }
         passes.Inc();
         return n > 0 || f > 0;

@@ -163,6 +163,24 @@ TEST_CASE("marketing waits for each recipient's first allowed local minute, acro
   }
 }
 
+TEST_CASE("Lord Howe: the next 10:00 falls after its 30-minute DST change", "[e2e][timing][window]") {
+  // 2026-10-03T12:00Z is 22:30 at +10:30; clocks go to +11 at 02:00 local, so 10:00 on
+  // Oct 4 is 23:00Z, not 23:30Z (date -u -d 'TZ="Australia/Lord_Howe" 2026-10-04 10:00').
+  const char* now = "2026-10-03T12:00:00Z";
+  S().SetClock(At(now));
+  int u = FindUser(42'000, [](const json& x) {
+    return x["timezone"] == "Australia/Lord_Howe" && x["marketing_opt_in"] == true && FirstChannelWorks(x) &&
+           x["channels"][0] != "sms";
+  });
+  const std::string user = "u-" + std::to_string(u);
+  auto ids = S().Publish({Event("promo.new_releases", now, {{"user", {user}}, {"content", {"movie-2"}}})});
+  REQUIRE(WaitUntil([&] { return Status(ids.at(0), user) == "scheduled"; }, 60s, 100ms));
+  INFO(Ledger(ids[0])[user].reason);
+  CHECK(Ledger(ids[0])[user].reason.rfind("due 2026-10-03T23:00:00.000Z", 0) == 0);
+  S().SetClock(At("2026-10-03T23:00:00Z"));
+  REQUIRE(WaitUntil([&] { return Status(ids[0], user) == "sent"; }, 30s, 100ms));
+}
+
 TEST_CASE("quiet hours hold a normal notification and let a password reset through", "[e2e][timing][quiet]") {
   // A Moscow user with quiet hours 22:00-08:00 whose first channel is email.
   int u = FindUser(41'000, [](const json& x) {
