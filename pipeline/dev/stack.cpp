@@ -358,7 +358,22 @@ void DevStack::Up() {
         Spawn(c);
       }
       for (auto& c : children_) {
-        if (!c.ready_http.empty() && c.name != "fakes") WaitReady(c);
+        if (c.ready_http.empty() || c.name == "fakes") continue;
+        // A stage's HTTP port comes from FreePort(): another process may take it before the
+        // stage binds it (outgoing connections use the same ephemeral range). A stage that
+        // exits during start-up is started again on a fresh port, twice at most.
+        for (int attempt = 1;; ++attempt) {
+          try {
+            WaitReady(c);
+            break;
+          } catch (const TransientError&) {
+            if (c.pid > 0 || attempt == 3 || c.env.count("HERALD_HTTP_PORT") == 0) throw;
+            c.ready_port = FreePort();
+            c.env["HERALD_HTTP_PORT"] = std::to_string(c.ready_port);
+            if (c.name == "ingest") env_["HERALD_INGEST_URL"] = "http://127.0.0.1:" + std::to_string(c.ready_port);
+            Spawn(c);
+          }
+        }
       }
     }
     env_["HERALD_STATE_DIR"] = options_.state_dir;

@@ -232,7 +232,9 @@ TEST_CASE("every stage serves metrics, liveness and readiness", "[e2e][ops]") {
 TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][dev]") {
   herald::test::TempDir dir;
   std::string out;
-  REQUIRE(Run(std::string(HERALD_BINARY) + " dev up --detach --broker-port 0 --state-dir " + dir.Path() + " 2>&1", &out) == 0);
+  int rc = Run(std::string(HERALD_BINARY) + " dev up --detach --broker-port 0 --state-dir " + dir.Path() + " 2>&1", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
   CHECK(out.find("Herald development stack is up") != std::string::npos);
   std::ifstream env(dir.Path() + "/dev.env");
   std::string env_text((std::istreambuf_iterator<char>(env)), {});
