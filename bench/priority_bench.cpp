@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -173,6 +174,7 @@ int main(int argc, char** argv) {
   statuses.Stop();
   reader.join();
   stack.Down();
-  std::string cleanup = "rm -rf '" + state + "'";
-  return std::system(cleanup.c_str()) == 0 && idle.size() >= high && busy.size() >= high ? 0 : 1;
+  std::error_code ec;
+  std::filesystem::remove_all(state, ec);
+  return idle.size() >= high && busy.size() >= high ? 0 : 1;
 }

@@ -108,6 +108,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     std::vector<Item> items;
     template_cache.RefreshIfDue();
     auto templates = template_cache.Current();
+    const auto now = clock->Now();  // one reading per batch (a file clock is a file read)
     // Preparing (claims, rendering) also stops early for urgent records: once this batch
     // has its guaranteed share of lower-priority records, the rest waits for the next batch.
     std::size_t lower_prepared = 0;
@@ -133,9 +134,10 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         st.DeadLetter(ctx, msg, "schema", e.what());
         continue;
       }
+      const auto* type = registry->Find(d.request.event_type);
       // Released late (a scheduler outage, a long retry): a stale notification is dropped.
-      if (const auto* type = registry->Find(d.request.event_type)) {
-        if (auto expires = enrich::ExpiresAt(d.request, *type); expires && clock->Now() >= *expires) {
+      if (type) {
+        if (auto expires = enrich::ExpiresAt(d.request, *type); expires && now >= *expires) {
           st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kExpired, "not delivered by " + FormatRfc3339(*expires)));
           continue;
         }
@@ -167,7 +169,6 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       const auto* tmpl = templates->Find(d.request.event_type, d.channel, d.locale);
       try {
         if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
-        const auto* type = registry->Find(d.request.event_type);
         std::string unsubscribe = UnsubscribeUrl(
             config.unsubscribe_url,
             MakeUnsubscribeToken(config.unsubscribe_secret,

@@ -174,6 +174,20 @@ struct ConsumerLoop::Impl {
     }
   }
 
+  // Appends a consumed message to `batch`, or logs it when it carries an error instead.
+  // Returns whether it was a record.
+  bool Accept(detail::MessageHandle msg, std::vector<Message>& batch) {
+    if (msg->err) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        log->warn("{}: consume error on {} [{}]: {}", owner->options_.group_id,
+                  msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition, rd_kafka_message_errstr(msg.get()));
+      }
+      return false;
+    }
+    batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
+    return true;
+  }
+
   void DrainWake() {
     char buf[256];
     while (::read(wake_fds[0], buf, sizeof buf) > 0) {
@@ -318,18 +332,7 @@ void ConsumerLoop::FillFromLanes(std::vector<Message>& batch, std::chrono::milli
     }
     if (n == 0 || !carried.empty()) return;
     ssize_t got = rd_kafka_consume_batch_queue(impl_->lane_queues[lane].get(), 0, raw.data(), n);
-    for (ssize_t i = 0; i < got; ++i) {
-      detail::MessageHandle msg{raw[static_cast<std::size_t>(i)]};
-      if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          impl_->log->warn("{}: consume error on {} [{}]: {}", options_.group_id,
-                           msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition,
-                           rd_kafka_message_errstr(msg.get()));
-        }
-        continue;
-      }
-      batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
-    }
+    for (ssize_t i = 0; i < got; ++i) impl_->Accept(detail::MessageHandle{raw[static_cast<std::size_t>(i)]}, batch);
   };
   const auto& lanes = options_.lanes;
   while (true) {
@@ -338,14 +341,7 @@ void ConsumerLoop::FillFromLanes(std::vector<Message>& batch, std::chrono::milli
     while (batch.size() < cap) {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0);
       if (!m) break;
-      detail::MessageHandle msg{m};
-      if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          impl_->log->warn("{}: consume error: {}", options_.group_id, rd_kafka_message_errstr(msg.get()));
-        }
-        continue;
-      }
-      batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
+      impl_->Accept(detail::MessageHandle{m}, batch);
     }
     for (std::size_t i = 0; i < lanes.size(); ++i) {
       std::size_t keep = 0;
@@ -415,17 +411,7 @@ void ConsumerLoop::Run(const BatchHandler& handler) {
     while (options_.lanes.empty() && batch.size() < options_.batch_size) {
       rd_kafka_message_t* raw = rd_kafka_consumer_poll(rk, static_cast<int>(wait.count()));
       if (!raw) break;
-      detail::MessageHandle msg{raw};
-      if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-          log->warn("{}: consume error on {} [{}]: {}", options_.group_id,
-                    msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", msg->partition,
-                    rd_kafka_message_errstr(msg.get()));
-        }
-        continue;
-      }
-      batch.emplace_back(std::make_unique<Message::Impl>(Message::Impl{std::move(msg)}));
-      wait = std::chrono::milliseconds(0);
+      if (impl_->Accept(detail::MessageHandle{raw}, batch)) wait = std::chrono::milliseconds(0);
     }
     last_poll_ms_.store(NowMs().time_since_epoch().count());
     if (!impl_->revoked.empty()) {

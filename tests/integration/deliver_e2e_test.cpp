@@ -30,8 +30,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint64_t kSeed = 42;
-
 // Rates high enough that the 10,000-notification run is bounded by the pipeline, not by the
 // provider rate limits (which have tests of their own).
 TestStack& S() {
@@ -77,23 +75,12 @@ const herald::dev::CapturedMail* MailTo(const std::vector<herald::dev::CapturedM
   return nullptr;
 }
 
-json User(int i) { return herald::dev::SyntheticUser(kSeed, static_cast<std::uint64_t>(i)); }
-
 // The first user at or after `from` with this locale whose first channel is email.
 int FirstEmailUser(int from, const std::string& locale) {
   for (int i = from;; ++i) {
-    auto u = User(i);
+    auto u = herald::test::SyntheticUser(i);
     if (u["locale"] == locale && u["channels"][0] == "email") return i;
   }
-}
-
-// The first channel of a user, when it works at the fake providers (no blocked bot, no dead
-// push token); empty otherwise.
-std::string WorkingFirstChannel(const json& u) {
-  auto c = u["channels"][0].get<std::string>();
-  if (c == "push" && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) == 0) return "";
-  if (c == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13) return "";
-  return c;
 }
 
 }  // namespace
@@ -121,7 +108,7 @@ TEST_CASE("emails parsed by an independent MIME parser have correct headers, enc
     const auto& h = p["headers"];
     CHECK(h["Subject"] == "Ваш комментарий понравился пользователю Анна");
     CHECK(h["From"] == "Herald Cinema <noreply@cinema.example>");
-    CHECK(h["To"].get<std::string>() == User(liked)["first_name"].get<std::string>() + " <" + EmailOf(liked) + ">");
+    CHECK(h["To"].get<std::string>() == herald::test::SyntheticUser(liked)["first_name"].get<std::string>() + " <" + EmailOf(liked) + ">");
     CHECK(h["MIME-Version"] == "1.0");
     CHECK(h.contains("Date"));
     auto mid = h["Message-ID"].get<std::string>();
@@ -180,9 +167,9 @@ TEST_CASE("SIGKILL of the delivery consumers during a 10,000-notification run: e
   std::vector<int> users;
   std::map<std::string, std::string> channel_of;  // user id -> channel
   for (int i = 20'000; static_cast<int>(users.size()) < kUsers; ++i) {
-    auto u = User(i);
-    auto c = WorkingFirstChannel(u);
-    if (c.empty()) continue;
+    auto u = herald::test::SyntheticUser(i);
+    if (!herald::test::FirstChannelWorks(u)) continue;
+    auto c = u["channels"][0].get<std::string>();
     users.push_back(i);
     channel_of["u-" + std::to_string(i)] = c;
   }
@@ -209,7 +196,7 @@ TEST_CASE("SIGKILL of the delivery consumers during a 10,000-notification run: e
       auto id = herald::NotificationId(event_ids[e], user, channel_of[user]);
       expected.insert(id);
       if (channel_of[user] == "telegram") {
-        by_chat[std::to_string(User(std::stoi(user.substr(2)))["telegram_chat_id"].get<std::int64_t>())] = id;
+        by_chat[std::to_string(herald::test::SyntheticUser(std::stoi(user.substr(2)))["telegram_chat_id"].get<std::int64_t>())] = id;
       }
     }
   }

@@ -16,6 +16,7 @@
 #include "support/stack.hpp"
 
 using herald::test::EmailOf;
+using herald::test::FindUser;
 using herald::test::ReadTopicsUntil;
 using herald::test::TestStack;
 using herald::test::WaitUntil;
@@ -69,13 +70,6 @@ Seen Collect(const std::set<std::string>& event_ids, std::size_t deliveries, std
       },
       60s);
   return seen;
-}
-
-// The first user at or after `from` for whom `pred` holds.
-int FindUser(int from, const std::function<bool(const json&)>& pred) {
-  for (int i = from;; ++i) {
-    if (pred(herald::dev::SyntheticUser(kSeed, static_cast<std::uint64_t>(i)))) return i;
-  }
 }
 
 std::string Title(const json& movie, const std::string& locale) {

@@ -302,11 +302,7 @@ TEST_CASE("an event that is not even UTF-8 is dead-lettered byte for byte and th
 
 namespace {
 
-int FindUser(int from, const std::function<bool(const nlohmann::json&)>& pred) {
-  for (int i = from;; ++i) {
-    if (pred(herald::dev::SyntheticUser(42, static_cast<std::uint64_t>(i)))) return i;
-  }
-}
+using herald::test::FindUser;
 
 std::vector<std::string> LedgerHistory(const std::string& user, const std::string& channel) {
   pqxx::connection conn(S().Env("HERALD_PG_URL"));

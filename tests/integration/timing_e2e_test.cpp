@@ -21,6 +21,8 @@
 
 using herald::ParseRfc3339;
 using herald::test::EmailOf;
+using herald::test::FindUser;
+using herald::test::FirstChannelWorks;
 using herald::test::Run;
 using herald::test::TestStack;
 using herald::test::WaitUntil;
@@ -29,30 +31,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr std::uint64_t kSeed = 42;
-
 TestStack& S() {
   static TestStack stack(1'000'000, {{"HERALD_SCHEDULER_LEASE", "2s"}, {"HERALD_SCHEDULER_INTERVAL", "200ms"}});
   return stack;
 }
 
 herald::TimePoint At(const char* rfc3339) { return *ParseRfc3339(rfc3339); }
-
-json User(int i) { return herald::dev::SyntheticUser(kSeed, static_cast<std::uint64_t>(i)); }
-
-// The first user at or after `from` for whom `pred` holds.
-int FindUser(int from, const std::function<bool(const json&)>& pred) {
-  for (int i = from;; ++i) {
-    if (pred(User(i))) return i;
-  }
-}
-
-bool FirstChannelWorks(const json& u) {
-  auto c = u["channels"][0].get<std::string>();
-  if (c == "push" && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) == 0) return false;
-  if (c == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13) return false;
-  return true;
-}
 
 struct LedgerRow {
   std::string status;

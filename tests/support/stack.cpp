@@ -6,6 +6,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "herald/dev/fake_servers.hpp"
 #include "herald/dev/mail.hpp"
 #include "herald/http/client.hpp"
 
@@ -30,6 +31,25 @@ TestStack::TestStack(std::uint64_t fake_users, std::map<std::string, std::string
   for (auto& [k, v] : extra_env) o.stage_env[k] = v;
   stack = std::make_unique<dev::DevStack>(o);
   stack->Up();
+  // Up() waits for liveness; tests publish at once, so also wait until every consumer stage
+  // is ready (has joined its group and been assigned partitions).
+  http::Client client;
+  for (const auto& name : stack->Names()) {
+    bool consumer_stage = name == "plan" || name == "enrich" || name == "ledger" || name == "retry" ||
+                          name == "scheduler" || name.rfind("deliver-", 0) == 0;
+    if (!consumer_stage) continue;
+    std::string url = "http://127.0.0.1:" + std::to_string(stack->Port(name)) + "/readyz";
+    bool ready = WaitUntil(
+        [&] {
+          try {
+            return client.Get(url).status == 200;
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        std::chrono::seconds(60), std::chrono::milliseconds(50));
+    if (!ready) throw std::runtime_error(name + " did not become ready within 60 s (" + url + ")");
+  }
 }
 
 TestStack::~TestStack() {
@@ -137,5 +157,20 @@ void TestStack::SetClock(TimePoint t) const {
 }
 
 std::string EmailOf(int user) { return "u-" + std::to_string(user) + "@example.test"; }
+
+nlohmann::json SyntheticUser(int i) { return dev::SyntheticUser(42, static_cast<std::uint64_t>(i)); }
+
+int FindUser(int from, const std::function<bool(const nlohmann::json&)>& pred) {
+  for (int i = from;; ++i) {
+    if (pred(SyntheticUser(i))) return i;
+  }
+}
+
+bool FirstChannelWorks(const nlohmann::json& u) {
+  auto c = u["channels"][0].get<std::string>();
+  if (c == "push" && u["push_tokens"][0].get<std::string>().rfind("dead-", 0) == 0) return false;
+  if (c == "telegram" && u["telegram_chat_id"].get<long>() % 100 == 13) return false;
+  return true;
+}
 
 }  // namespace herald::test

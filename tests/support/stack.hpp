@@ -3,6 +3,7 @@
 // broker, fake upstreams and every stage as processes, with short retry delays so tests
 // exercise the retry tiers quickly.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,5 +52,13 @@ class TestStack {
 };
 
 std::string EmailOf(int user);
+
+/// Synthetic user u-<i> as the stack's fake auth API serves it (seed 42).
+nlohmann::json SyntheticUser(int i);
+/// The first user at or after `from` for whom `pred` holds.
+int FindUser(int from, const std::function<bool(const nlohmann::json&)>& pred);
+/// Whether a user's first channel works at the fake providers (no dead push token, no
+/// chat that blocked the bot).
+bool FirstChannelWorks(const nlohmann::json& user);
 
 }  // namespace herald::test
