@@ -28,6 +28,12 @@ Routed RouteEvent(nlohmann::json event, const schema::Registry& registry,
 
 int RunIngest(const config::Config& config);
 
+/// The admin API (producers/admin): serves until SIGTERM.
+int RunAdmin(const config::Config& config);
+/// Stores a new admin API key (its SHA-256 only) and returns the token. Throws InvalidInput
+/// for a scope other than read or write.
+std::string CreateApiKey(const config::Config& config, const std::string& name, const std::string& scope);
+
 struct PublishOptions {
   std::string file;   // "-" or empty = stdin; one JSON document, an array, or JSON lines
   std::string topic;  // override the routed topic

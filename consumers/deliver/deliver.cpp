@@ -7,6 +7,7 @@
 #include "deliver/email.hpp"
 #include "deliver/providers.hpp"
 #include "enrich/timing.hpp"
+#include "herald/campaign/state.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
@@ -103,9 +104,42 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
   std::set<std::string> sent_unmarked;
+  // Campaign states: a paused campaign's notifications are held (released on resume by the
+  // scheduler), a cancelled one's are recorded as cancelled. Checked per record and again
+  // before every send chunk, so a pause or cancel stops sending within one chunk.
+  campaign::States campaign_states(redis, config.pg_url, std::chrono::milliseconds(0));
+  auto& held = m.GetCounter("herald_campaign_held_total", "Notifications held because their campaign is paused", l);
+  auto& cancelled = m.GetCounter("herald_campaign_cancelled_total", "Notifications not sent because their campaign was cancelled", l);
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     std::vector<Item> items;
+    std::map<std::string, std::vector<timing::Parked>> holds;
+    // True when the record's campaign stops it: held (paused) or recorded as cancelled.
+    auto stop_for = [&](const model::Delivery& d, const kafka::Message& msg, const campaign::State& state) {
+      if (state == "paused") {
+        holds[*d.request.campaign_id].push_back(
+            {d.notification_id, "UTC", {}, std::string(msg.Value()), d.request.user_id, std::string(msg.Topic())});
+        held.Inc();
+        return true;
+      }
+      if (state == "cancelled") {
+        st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kCancelled, "campaign " + *d.request.campaign_id + " was cancelled"));
+        cancelled.Inc();
+        return true;
+      }
+      return false;
+    };
+    // Read once per batch while preparing (one Redis read per campaign), and afresh before
+    // every send chunk.
+    std::map<std::string, campaign::State> batch_states;
+    auto stopped_by_campaign = [&](const model::Delivery& d, const kafka::Message& msg) {
+      if (!d.request.campaign_id) return false;
+      auto it = batch_states.find(*d.request.campaign_id);
+      if (it == batch_states.end()) {
+        it = batch_states.emplace(*d.request.campaign_id, campaign_states.Get(*d.request.campaign_id)).first;
+      }
+      return stop_for(d, msg, it->second);
+    };
     template_cache.RefreshIfDue();
     auto templates = template_cache.Current();
     const auto now = clock->Now();  // one reading per batch (a file clock is a file read)
@@ -142,6 +176,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           continue;
         }
       }
+      if (stopped_by_campaign(d, msg)) continue;
       if (sent_unmarked.count(d.notification_id)) {
         claims.MarkDone(d.notification_id, d.channel, "sent");  // throws again if Redis is still away
         sent_unmarked.erase(d.notification_id);
@@ -318,6 +353,27 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         hand_back(start, std::chrono::milliseconds(0));
         break;
       }
+      // A pause or cancel that arrived while this batch was being sent stops the rest.
+      std::set<std::string> campaign_ids;
+      for (std::size_t i = start; i < items.size(); ++i) {
+        if (items[i].d.request.campaign_id) campaign_ids.insert(*items[i].d.request.campaign_id);
+      }
+      auto now_states = campaign_ids.empty() ? std::map<std::string, campaign::State>{} : campaign_states.Get(campaign_ids);
+      auto state_of = [&](const Item& it) {
+        return it.d.request.campaign_id ? now_states[*it.d.request.campaign_id] : campaign::State("running");
+      };
+      auto first_stopped = std::stable_partition(items.begin() + start, items.end(), [&](const Item& it) {
+        auto state = state_of(it);
+        return state != "paused" && state != "cancelled";
+      });
+      if (first_stopped != items.end()) {
+        for (auto it = first_stopped; it != items.end(); ++it) {
+          claims.Release(it->d.notification_id, it->d.channel);
+          stop_for(it->d, *it->msg, state_of(*it));
+        }
+        items.erase(first_stopped, items.end());
+        continue;
+      }
       auto grant = limiter->Acquire(static_cast<std::int64_t>(want));
       rate_factor.Set(grant.factor);
       if (grant.granted == 0 && grant.wait <= std::chrono::milliseconds(1000)) {
@@ -342,6 +398,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       }
       start = end;
     }
+    if (!holds.empty()) campaign::Hold(redis, holds);
   });
 }
 

@@ -4,7 +4,9 @@
 #include <map>
 #include <set>
 
+#include "herald/campaign/state.hpp"
 #include "herald/common/errors.hpp"
+#include "herald/pg/migrate.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
 #include "enrich/enricher.hpp"
@@ -54,9 +56,26 @@ Decision Decide(const model::NotificationRequest& request, const nlohmann::json&
   for (const auto& c : type.channels) {
     if (std::find(order.begin(), order.end(), c) == order.end()) order.push_back(c);
   }
+  // A campaign may restrict the channels (the user's order is kept).
+  if (!request.channels.empty()) {
+    std::erase_if(order, [&](const std::string& c) {
+      return std::find(request.channels.begin(), request.channels.end(), c) == request.channels.end();
+    });
+  }
   std::vector<std::string> reachable;
   for (const auto& c : order) {
     if (AddressFor(user, c)) reachable.push_back(c);
+  }
+  // Opt-outs (preferences API, unsubscribe links) apply to every category but critical mail.
+  if (auto it = user.find("opted_out"); !type.critical && it != user.end() && it->is_array()) {
+    for (const auto& c : *it) {
+      if (c == type.category) {
+        d.status = model::Status::kSuppressed;
+        d.reason = "user opted out of " + type.category;
+        d.channel = reachable.empty() ? (order.empty() ? type.channels.front() : order.front()) : reachable.front();
+        return d;
+      }
+    }
   }
   if (type.marketing && !type.critical && !user.value("marketing_opt_in", false)) {
     d.status = model::Status::kSuppressed;
@@ -67,7 +86,7 @@ Decision Decide(const model::NotificationRequest& request, const nlohmann::json&
   if (reachable.empty()) {
     d.status = model::Status::kSuppressed;
     d.reason = "user has no address on any channel of " + type.name;
-    d.channel = type.channels.front();
+    d.channel = order.empty() ? type.channels.front() : order.front();
     return d;
   }
   model::Delivery del;
@@ -121,7 +140,34 @@ int RunEnrich(const config::Config& config) {
   eo.timeout = config.http_timeout;
   eo.breaker_open_for = config.breaker_open_for;
   eo.cache_ttl = config.cache_ttl;
+  std::unique_ptr<pqxx::connection> pg;
+  eo.preferences = [&](const std::set<std::string>& ids) {
+    std::map<std::string, nlohmann::json> out;
+    std::string list = nlohmann::json(ids).dump();
+    try {
+      if (!pg || !pg->is_open()) pg = pg::Connect(config.pg_url);
+      pqxx::work tx(*pg);
+      const char* in = " = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))";
+      for (const auto& r : tx.exec_params(std::string("SELECT user_id, array_to_json(channels)::text, quiet_hours::text, "
+                                                      "locale FROM preferences WHERE user_id") + in, list)) {
+        auto& o = out[r[0].as<std::string>()];
+        o = nlohmann::json::object();
+        if (!r[1].is_null()) o["channels"] = nlohmann::json::parse(r[1].as<std::string>());
+        if (!r[2].is_null()) o["quiet_hours"] = nlohmann::json::parse(r[2].as<std::string>());
+        if (!r[3].is_null()) o["locale"] = r[3].as<std::string>();
+      }
+      for (const auto& r : tx.exec_params(std::string("SELECT user_id, category FROM opt_outs WHERE user_id") + in, list)) {
+        out[r[0].as<std::string>()]["opted_out"].push_back(r[1].as<std::string>());
+      }
+      tx.commit();
+    } catch (const pqxx::failure& e) {
+      pg.reset();
+      throw TransientError(std::string("preferences unavailable: ") + e.what());
+    }
+    return out;
+  };
   enrich::Enricher enricher(eo, *registry, &redis, st.Metrics());
+  campaign::States campaign_states(redis, config.pg_url);
   auto clock = TimeSource::FromSpec(config.clock);
   timing::Buckets buckets(redis, {.shards = config.bucket_shards});
   auto& scheduled = st.Metrics().GetCounter("herald_enrich_parked_total", "Notifications parked until their delivery time");
@@ -130,15 +176,39 @@ int RunEnrich(const config::Config& config) {
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     std::vector<model::NotificationRequest> requests;
     std::vector<const kafka::Message*> sources;
+    std::set<std::string> campaign_ids;
     for (const auto& m : batch) {
       try {
         requests.push_back(model::RequestFromJson(nlohmann::json::parse(m.Value())));
         sources.push_back(&m);
+        if (requests.back().campaign_id) campaign_ids.insert(*requests.back().campaign_id);
       } catch (const nlohmann::json::exception& e) {
         st.DeadLetter(ctx, m, "invalid_json", e.what());
       } catch (const InvalidInput& e) {
         st.DeadLetter(ctx, m, "schema", e.what());
       }
+    }
+    // Requests of a cancelled campaign end here (a paused one's are held by delivery).
+    if (!campaign_ids.empty()) {
+      auto states = campaign_states.Get(campaign_ids);
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        const auto& req = requests[i];
+        if (req.campaign_id && states[*req.campaign_id] == "cancelled") {
+          const auto* type = registry->Find(req.event_type);
+          std::string channel = !req.channels.empty() ? req.channels.front() : type ? type->channels.front() : "none";
+          st.EmitStatus(ctx, enrich::StatusWithoutDelivery(req, channel, model::Status::kCancelled,
+                                                           "campaign " + *req.campaign_id + " is " + states[*req.campaign_id]));
+          continue;
+        }
+        if (kept != i) {
+          requests[kept] = std::move(requests[i]);
+          sources[kept] = sources[i];
+        }
+        ++kept;
+      }
+      requests.resize(kept);
+      sources.resize(kept);
     }
     // Bad data from an upstream (a null where a string belongs, ...) must cost only the
     // record it concerns: if the batch fails on data, redo it record by record and

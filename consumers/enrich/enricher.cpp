@@ -333,6 +333,20 @@ std::vector<Outcome> Enricher::Process(const std::vector<model::NotificationRequ
   std::set<std::string> parked;
   auto users = im.Lookup("auth", im.options.auth_url, "users", "users", "user_id", user_ids, im.users_cache.get(),
                          failed, parked);
+  // Herald's own preferences override what auth says (channel order, quiet hours, locale)
+  // and add the opt-outs.
+  if (im.options.preferences && !users.empty()) {
+    std::set<std::string> found;
+    for (const auto& [id, u] : users) found.insert(id);
+    for (auto& [id, overlay] : im.options.preferences(found)) {
+      auto u = users.find(id);
+      if (u == users.end()) continue;
+      for (auto& [k, v] : overlay.items()) {
+        if (k == "quiet_hours" && v.is_object() && v.contains("off")) u->second[k] = nullptr;
+        else u->second[k] = v;
+      }
+    }
+  }
 
   // 2. Channel decision; per-user ugc data for the types that need it.
   std::vector<Decision> decisions(requests.size());

@@ -10,7 +10,10 @@
 //
 // Not thread-safe: one Enricher per stage thread.
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,10 @@ struct EnricherOptions {
   std::chrono::seconds cache_ttl{600};
   bool batching = true;  // false: one GET per user and per movie (for comparison)
   bool caching = true;
+  /// Per user id, fields that override the user's auth record ("channels", "quiet_hours"
+  /// ({"off": true} = none), "locale") and "opted_out" (categories). Called once per batch
+  /// with the users found; may throw TransientError. Empty: none.
+  std::function<std::map<std::string, nlohmann::json>(const std::set<std::string>&)> preferences;
 };
 
 struct Outcome {

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "herald/campaign/state.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
@@ -24,6 +25,7 @@ model::NotificationRequest MakeRequest(const model::Event& event, const std::str
   r.event_type = event.event_type;
   r.source = event.source;
   r.campaign_id = event.campaign_id;
+  r.channels = event.channels;
   r.user_id = user_id;
   r.priority = event.priority;
   r.created = event.created;
@@ -146,7 +148,8 @@ namespace {
 // Downstream lag, summed over the groups that consume what plan feeds: enrich on the
 // requests topic (always counted: before it ever commits, everything retained is lag), and
 // each channel's delivery group on its topics, counted once it has committed anywhere (a
-// channel whose consumer is not deployed must not stall every fan-out). Cached for a second.
+// channel whose consumer is not deployed must not stall every fan-out). Measured at most once
+// a second; what the fan-out produced meanwhile is added to the last measurement.
 class DownstreamLag {
  public:
   explicit DownstreamLag(const config::Config& config) {
@@ -160,6 +163,9 @@ class DownstreamLag {
                          topics, false});
     }
   }
+  /// Records produced since the last measurement count as lag until the next one, so a
+  /// fan-out emitting pages faster than the measurement interval is still paced.
+  void Emitted(std::int64_t n) { cached_ += n; }
   std::int64_t Get() {
     auto now = std::chrono::steady_clock::now();
     if (now - at_ < std::chrono::seconds(1)) return cached_;
@@ -212,6 +218,22 @@ int RunPlan(const config::Config& config) {
   std::unique_ptr<pqxx::connection> pg;  // for schedules; connected on first use
   auto& schedules_registered = m.GetCounter("herald_plan_schedules_registered_total", "Recurring events stored as schedules");
   auto log = Logger("plan");
+  campaign::States campaign_states(redis, config.pg_url);
+  // A campaign run's fan-out progress, for its statistics (planned recipients) and for the
+  // scheduler (a fan-out stopped by a pause is published again once the campaign resumes).
+  auto record_run = [&](const model::Event& event, std::int64_t fanned_out, bool complete, bool paused) {
+    if (!event.campaign_id) return;
+    try {
+      if (!pg) pg = pg::Connect(config.pg_url);
+      pqxx::work tx(*pg);
+      tx.exec_params("UPDATE campaign_runs SET fanned_out = $2, fanout_complete = $3, fanout_paused = $4 WHERE event_id = $1",
+                     event.event_id, fanned_out, complete, paused);
+      tx.commit();
+    } catch (const pqxx::failure& e) {
+      pg.reset();
+      throw TransientError(std::string("recording the fan-out of ") + event.event_id + ": " + e.what());
+    }
+  };
 
   auto emit = [&](const model::Event& event, const std::vector<std::string>& users, kafka::AckGroup* acks,
                   kafka::BatchContext& ctx) {
@@ -255,8 +277,19 @@ int RunPlan(const config::Config& config) {
         }
         continue;
       }
+      std::string campaign_state = event.campaign_id ? campaign_states.Get(*event.campaign_id) : "running";
+      if (campaign_state == "cancelled" || campaign_state == "completed") {
+        // Cancelled (or ended) before its fan-out finished: no more recipients. An id that
+        // names no campaign here is an upstream's own label and changes nothing.
+        log->info("fan-out of {} stops: campaign {} is {}", event.event_id, *event.campaign_id, campaign_state);
+        auto done = checkpoints.Load(event.event_id).value_or(plan::InitialState(event));
+        record_run(event, done.emitted, true, false);
+        continue;
+      }
       if (event.segment.is_null() && !event.followers_of) {
-        emit(event, pager.Fetch(event, plan::InitialState(event)).user_ids, nullptr, ctx);
+        auto users = pager.Fetch(event, plan::InitialState(event)).user_ids;
+        emit(event, users, nullptr, ctx);
+        record_run(event, static_cast<std::int64_t>(users.size()), true, false);
         continue;
       }
       if (std::chrono::steady_clock::now() > deadline) {
@@ -274,6 +307,13 @@ int RunPlan(const config::Config& config) {
         continue;
       }
       while (state.phase != "done") {
+        if (event.campaign_id && campaign_states.Get(*event.campaign_id) == "paused") {
+          // Paused: the checkpoint keeps the place; the event is done with for now (holding
+          // it would block its partition). The scheduler publishes it again on resume.
+          record_run(event, state.emitted, false, true);
+          log->info("fan-out of {} paused at {} recipients", event.event_id, state.emitted);
+          break;
+        }
         std::int64_t current_lag = 0;
         try {
           current_lag = lag.Get();
@@ -307,8 +347,10 @@ int RunPlan(const config::Config& config) {
         emit(event, page.user_ids, &acks, ctx);
         auto failures = acks.Wait(config.drain_timeout + std::chrono::seconds(2));
         if (!failures.empty()) throw TransientError("fan-out page not acknowledged: " + failures.front().error);
+        lag.Emitted(static_cast<std::int64_t>(page.user_ids.size()));
         state = page.next;
         checkpoints.Save(event.event_id, state);
+        record_run(event, state.emitted, state.phase == "done", false);
         pages.Inc();
         if (state.phase != "done" && std::chrono::steady_clock::now() > deadline) {
           ctx.Defer(msg);  // yield: the loop commits what is done and comes straight back

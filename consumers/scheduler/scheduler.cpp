@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include "admin/campaigns.hpp"
+#include "herald/campaign/state.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
@@ -32,6 +34,8 @@ int RunScheduler(const config::Config& config) {
   auto& m = st.Metrics();
   auto& released = m.GetCounter("herald_scheduler_released_total", "Parked notifications released to delivery");
   auto& fired = m.GetCounter("herald_scheduler_fired_total", "Schedule occurrences fired");
+  auto& campaign_actions = m.GetCounter("herald_scheduler_campaign_actions_total", "Campaign runs launched, ended or resumed");
+  auto& unheld = m.GetCounter("herald_scheduler_unheld_total", "Held notifications of resumed or cancelled campaigns released");
   auto& passes = m.GetCounter("herald_scheduler_passes_total", "Completed passes over the buckets and schedules");
   auto backlog = [&](const char* due) -> metrics::Gauge& {
     return m.GetGauge("herald_scheduler_backlog", "Parked notifications by when they are due", {{"due", due}});
@@ -73,6 +77,7 @@ int RunScheduler(const config::Config& config) {
         });
 
         std::size_t f = 0;
+        int c = 0;
         try {
           if (!pg) pg = pg::Connect(config.pg_url);
           if (!builtins_checked && config.builtin_schedules) {
@@ -88,6 +93,29 @@ int RunScheduler(const config::Config& config) {
             produce_all(records);
           });
           fired.Inc(f);
+          // Campaigns: due runs, ends, resumed fan-outs.
+          c = campaigns::Store(*pg, *registry).Tick(now, redis, [&](const std::string& topic, const std::string& key,
+                                                                    const std::string& value) {
+            produce_all({{topic, key, value, {{"herald-event-id", key}}}});
+          });
+          campaign_actions.Inc(static_cast<std::uint64_t>(c));
+          // Holds of campaigns that are no longer paused go back to delivery (a cancelled
+          // campaign's are recorded as cancelled there).
+          auto with_holds = campaign::CampaignsWithHolds(redis);
+          if (!with_holds.empty()) {
+            campaign::States states(redis, config.pg_url, std::chrono::milliseconds(0));
+            for (const auto& [id, state] : states.Get(std::set<std::string>(with_holds.begin(), with_holds.end()))) {
+              if (state == "paused") continue;
+              auto r = campaign::ReleaseHold(redis, id, [&](const std::vector<timing::Parked>& chunk) {
+                std::vector<kafka::OutRecord> records;
+                for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
+                produce_all(records);
+              }, owner);
+              if (r > 0) log->info("released {} held notifications of campaign {} ({})", r, id, state);
+              unheld.Inc(r);
+              n += r;
+            }
+          }
         } catch (const pqxx::broken_connection& e) {
           pg.reset();
           throw TransientError(std::string("PostgreSQL: ") + e.what());
@@ -110,7 +138,7 @@ int RunScheduler(const config::Config& config) {
           for (std::size_t i = 0; i < per_minute.size(); ++i) next_hour[i]->Set(per_minute[i]);
         }
         passes.Inc();
-        return n > 0 || f > 0;
+        return n > 0 || f > 0 || c > 0;
       },
       config.scheduler_interval);
 }

@@ -299,6 +299,13 @@ int main(int argc, char** argv) {
   auto* retry = app.add_subcommand("retry", "Retry stage: re-produce delayed retries to their origin when due");
   auto* scheduler = app.add_subcommand("scheduler", "Scheduler: release parked notifications when due, fire recurring schedules");
   auto* ingest = app.add_subcommand("ingest", "Ingest HTTP API: POST /v1/events");
+  auto* admin = app.add_subcommand("admin", "Admin HTTP API: templates, campaigns, preferences, statistics, unsubscribe");
+  auto* apikey = app.add_subcommand("apikey", "Admin API keys stored in PostgreSQL");
+  apikey->require_subcommand(1);
+  auto* apikey_create = apikey->add_subcommand("create", "Create a key and print its token (shown once)");
+  std::string apikey_name, apikey_scope = "read";
+  apikey_create->add_option("--name", apikey_name, "Who or what uses the key")->required();
+  apikey_create->add_option("--scope", apikey_scope, "read | write")->capture_default_str();
   auto* publish = app.add_subcommand("publish", "Publish events from a file or stdin");
   herald::producers::PublishOptions publish_opts;
   bool no_validate = false;
@@ -356,8 +363,8 @@ int main(int argc, char** argv) {
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
 
-  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, scheduler, ingest, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
-  for (auto* sub : {topics_list, tmpl_list, tmpl_show, tmpl_save, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, scheduler, ingest, admin, apikey, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
+  for (auto* sub : {apikey_create, topics_list, tmpl_list, tmpl_show, tmpl_save, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -376,6 +383,11 @@ int main(int argc, char** argv) {
     if (*retry) return herald::consumers::RunRetry(config);
     if (*scheduler) return herald::consumers::RunScheduler(config);
     if (*ingest) return herald::producers::RunIngest(config);
+    if (*admin) return herald::producers::RunAdmin(config);
+    if (*apikey_create) {
+      std::cout << herald::producers::CreateApiKey(config, apikey_name, apikey_scope) << "\n";
+      return 0;
+    }
     if (*publish) {
       publish_opts.validate = !no_validate;
       return herald::producers::RunPublish(config, publish_opts, std::cout);

@@ -46,6 +46,9 @@ std::optional<std::string> UnB64Url(std::string_view in) {
     }
   }
   if (bits >= 6) return std::nullopt;  // a dangling character cannot come from the encoder
+  // The encoder leaves the unused low bits of the last character zero; a token that sets them
+  // decodes to the same bytes but was never issued.
+  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 

@@ -138,7 +138,7 @@ std::vector<Key> BuildKeys() {
         c.priority_share = ParseSize("HERALD_PRIORITY_SHARE", v);
         if (c.priority_share > 45) throw ConfigError("HERALD_PRIORITY_SHARE must be at most 45 (percent)");
       });
-  add("HERALD_UNSUBSCRIBE_URL", "unsubscribe-url", "http://127.0.0.1:8081/v1/unsubscribe", "Public URL of the one-click unsubscribe endpoint (List-Unsubscribe); the signed token is appended as ?token=",
+  add("HERALD_UNSUBSCRIBE_URL", "unsubscribe-url", "http://127.0.0.1:8080/v1/unsubscribe", "Public URL of the one-click unsubscribe endpoint (List-Unsubscribe); the signed token is appended as ?token=",
       Str(&Config::unsubscribe_url));
   add("HERALD_UNSUBSCRIBE_SECRET", "unsubscribe-secret", "herald-dev-unsubscribe-secret", "HMAC key that signs unsubscribe tokens", Str(&Config::unsubscribe_secret), true);
   add("HERALD_CLAIM_LEASE", "claim-lease", "30s", "How long a delivery claim is held before another replica may take it over",
@@ -151,7 +151,7 @@ std::vector<Key> BuildKeys() {
   add("HERALD_MAX_BODY_BYTES", "max-body-bytes", "1048576", "Largest accepted HTTP request body",
       [](Config& c, const std::string& v) { c.max_body_bytes = ParseSize("HERALD_MAX_BODY_BYTES", v); });
   add("HERALD_INGEST_TOKEN", "ingest-token", "", "Bearer token(s) for the ingest API, comma-separated, optionally source:token", Str(&Config::ingest_token), true);
-  add("HERALD_ADMIN_TOKEN", "admin-token", "", "Bearer token for the admin API", Str(&Config::admin_token), true);
+  add("HERALD_ADMIN_TOKEN", "admin-token", "", "Admin API bearer tokens: \"write:<token>,read:<token>\" (a bare token has the write scope)", Str(&Config::admin_token), true);
   add("HERALD_INGEST_URL", "ingest-url", "", "Ingest API URL (clients: herald demo, scripts)", Str(&Config::ingest_url));
   add("HERALD_ADMIN_URL", "admin-url", "", "Admin API URL (clients)", Str(&Config::admin_url));
   add("HERALD_SMTP_DIR", "smtp-dir", "", "Directory where the dev SMTP sink writes one .eml per message", Str(&Config::smtp_dir));

@@ -332,11 +332,12 @@ void DevStack::Up() {
     env_["HERALD_TELEGRAM_URL"] = "http://127.0.0.1:" + std::to_string(fake_ports["telegram"]);
     env_["HERALD_PUSH_URL"] = "http://127.0.0.1:" + std::to_string(fake_ports["push"]);
     env_["HERALD_INGEST_TOKEN"] = "dev-ingest-" + RandomUuid().substr(0, 8);
-    env_["HERALD_ADMIN_TOKEN"] = "dev-admin-" + RandomUuid().substr(0, 8);
+    // The admin API's tokens: one with the write scope, one read-only.
+    env_["HERALD_ADMIN_TOKEN"] = "write:dev-admin-" + RandomUuid().substr(0, 8) + ",read:dev-read-" + RandomUuid().substr(0, 8);
 
     if (options_.with_stages) {
       for (const std::vector<std::string>& stage :
-           {std::vector<std::string>{"ingest"}, {"plan"}, {"enrich"}, {"deliver", "--channel", "email"},
+           {std::vector<std::string>{"ingest"}, {"admin"}, {"plan"}, {"enrich"}, {"deliver", "--channel", "email"},
             {"deliver", "--channel", "sms"}, {"deliver", "--channel", "telegram"}, {"deliver", "--channel", "push"},
             {"ledger"}, {"retry"}, {"scheduler"}}) {
         Child c;
@@ -349,12 +350,12 @@ void DevStack::Up() {
         c.env["HERALD_HTTP_HOST"] = "127.0.0.1";
         c.env["HERALD_HTTP_PORT"] = std::to_string(c.ready_port);
         c.ready_http = "/healthz";
-        if (c.name == "ingest") env_["HERALD_INGEST_URL"] = "http://127.0.0.1:" + std::to_string(c.ready_port);
+        NoteApiUrl(c);
         children_.push_back(c);
       }
       for (auto& c : children_) {
         if (c.pid > 0) continue;
-        c.env["HERALD_INGEST_URL"] = env_["HERALD_INGEST_URL"];
+        for (const char* k : {"HERALD_INGEST_URL", "HERALD_ADMIN_URL", "HERALD_UNSUBSCRIBE_URL"}) c.env[k] = env_[k];
         Spawn(c);
       }
       for (auto& c : children_) {
@@ -370,7 +371,7 @@ void DevStack::Up() {
             if (c.pid > 0 || attempt == 3 || c.env.count("HERALD_HTTP_PORT") == 0) throw;
             c.ready_port = FreePort();
             c.env["HERALD_HTTP_PORT"] = std::to_string(c.ready_port);
-            if (c.name == "ingest") env_["HERALD_INGEST_URL"] = "http://127.0.0.1:" + std::to_string(c.ready_port);
+            NoteApiUrl(c);
             Spawn(c);
           }
         }
@@ -382,6 +383,15 @@ void DevStack::Up() {
     log.error("start-up failed; stopping what was started");
     Down();
     throw;
+  }
+}
+
+void DevStack::NoteApiUrl(const Child& c) {
+  std::string url = "http://127.0.0.1:" + std::to_string(c.ready_port);
+  if (c.name == "ingest") env_["HERALD_INGEST_URL"] = url;
+  if (c.name == "admin") {
+    env_["HERALD_ADMIN_URL"] = url;
+    env_["HERALD_UNSUBSCRIBE_URL"] = url + "/v1/unsubscribe";
   }
 }
 
@@ -412,6 +422,7 @@ std::string DevStack::Summary() const {
   s << "Herald development stack is up (state in " << options_.state_dir << ")\n"
     << "  Kafka (embedded broker)  " << get("HERALD_BROKERS") << "\n"
     << "  ingest API               " << get("HERALD_INGEST_URL") << "/v1/events  (token " << get("HERALD_INGEST_TOKEN") << ")\n"
+    << "  admin API                " << get("HERALD_ADMIN_URL") << "  (docs at /docs; tokens " << get("HERALD_ADMIN_TOKEN") << ")\n"
     << "  PostgreSQL               " << get("HERALD_PG_URL") << "\n"
     << "  Redis                    " << get("HERALD_REDIS_URL") << "\n"
     << "  SMTP sink                " << get("HERALD_SMTP_URL") << "  -> mail in " << get("HERALD_SMTP_DIR") << "\n"

@@ -10,10 +10,14 @@ Server::Server() {
   server_.set_keep_alive_max_count(1000);
   socket_.Install(server_);
   // Any error response without a body gets a JSON one (e.g. httplib's own 413 and 400).
-  server_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message = "HTTP error " + std::to_string(res.status);
     if (res.status == 400) message = "malformed HTTP request";
+    if (res.status == 400 && (req.method == "POST" || req.method == "PUT") && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      message = "a " + req.method + " request needs a Content-Length header (0 when it has no body)";
+    }
     if (res.status == 404) message = "no such endpoint";
     if (res.status == 405) message = "method not allowed";
     if (res.status == 413) message = "request body too large";

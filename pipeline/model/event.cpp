@@ -94,6 +94,9 @@ Event ParseEventDocument(const nlohmann::json& doc, const schema::Registry& regi
   e.schedule = OptionalString(doc, "schedule");
   e.timezone = OptionalString(doc, "timezone");
   e.campaign_id = OptionalString(doc, "campaign_id");
+  if (auto it = doc.find("channels"); it != doc.end() && !it->is_null()) {
+    e.channels = it->get<std::vector<std::string>>();
+  }
   if (auto it = doc.find("deliver_window"); it != doc.end() && !it->is_null()) {
     e.deliver_window = Window{(*it)["from"].get<std::string>(), (*it)["to"].get<std::string>()};
   }
@@ -125,6 +128,7 @@ nlohmann::json ToJson(const Event& e) {
   if (e.schedule) j["schedule"] = *e.schedule;
   if (e.timezone) j["timezone"] = *e.timezone;
   if (e.campaign_id) j["campaign_id"] = *e.campaign_id;
+  if (!e.channels.empty()) j["channels"] = e.channels;
   if (e.deliver_window) {
     j["deliver_window"] = {{"from", e.deliver_window->from}, {"to", e.deliver_window->to}};
   }

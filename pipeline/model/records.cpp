@@ -55,13 +55,14 @@ std::string_view StatusName(Status s) {
     case Status::kFailed: return "failed";
     case Status::kSuppressed: return "suppressed";
     case Status::kExpired: return "expired";
+    case Status::kCancelled: return "cancelled";
   }
   return "accepted";
 }
 
 std::optional<Status> ParseStatus(std::string_view s) {
   for (auto st : {Status::kAccepted, Status::kScheduled, Status::kRetried, Status::kFallback,
-                  Status::kSent, Status::kFailed, Status::kSuppressed, Status::kExpired}) {
+                  Status::kSent, Status::kFailed, Status::kSuppressed, Status::kExpired, Status::kCancelled}) {
     if (StatusName(st) == s) return st;
   }
   return std::nullopt;
@@ -77,6 +78,7 @@ int StatusRank(Status s) {
     case Status::kFailed: return 10;
     case Status::kSuppressed: return 10;
     case Status::kExpired: return 10;
+    case Status::kCancelled: return 10;  // its campaign was cancelled before it was sent
     case Status::kFallback: return 11;  // failed on this channel, moved to the next one
     case Status::kSent: return 12;
   }
@@ -95,6 +97,7 @@ nlohmann::json ToJson(const NotificationRequest& r) {
                       {"content", r.content},         {"data", r.data},
                       {"attempt", r.attempt}};
   if (r.campaign_id) j["campaign_id"] = *r.campaign_id;
+  if (!r.channels.empty()) j["channels"] = r.channels;
   PutTime(j, "not_before", r.not_before);
   PutTime(j, "expires_at", r.expires_at);
   if (r.deliver_window) {
@@ -121,6 +124,7 @@ NotificationRequest RequestFromJson(const nlohmann::json& j) {
     }
     r.content = j.value("content", std::vector<std::string>{});
     r.data = j.value("data", nlohmann::json::object());
+    r.channels = j.value("channels", std::vector<std::string>{});
     r.attempt = j.value("attempt", 0);
     return r;
   });

@@ -238,7 +238,7 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
   CHECK(out.find("Herald development stack is up") != std::string::npos);
   std::ifstream env(dir.Path() + "/dev.env");
   std::string env_text((std::istreambuf_iterator<char>(env)), {});
-  for (const char* k : {"HERALD_BROKERS", "HERALD_INGEST_URL", "HERALD_INGEST_TOKEN", "HERALD_ADMIN_TOKEN", "HERALD_PG_URL",
+  for (const char* k : {"HERALD_BROKERS", "HERALD_INGEST_URL", "HERALD_INGEST_TOKEN", "HERALD_ADMIN_URL", "HERALD_ADMIN_TOKEN", "HERALD_UNSUBSCRIBE_URL", "HERALD_PG_URL",
                         "HERALD_REDIS_URL", "HERALD_SMTP_DIR", "HERALD_AUTH_URL", "HERALD_UGC_URL", "HERALD_MOVIES_URL",
                         "HERALD_SMS_URL", "HERALD_TELEGRAM_URL", "HERALD_PUSH_URL"}) {
     CHECK(env_text.find(std::string("export ") + k + "=") != std::string::npos);
@@ -250,7 +250,7 @@ TEST_CASE("herald dev up --detach and dev down leave no process behind", "[e2e][
     p >> pid;
     pids.push_back(pid);
   }
-  CHECK(pids.size() == 15);  // broker, postgres, redis, smtp, fakes and ten stages
+  CHECK(pids.size() == 16);  // broker, postgres, redis, smtp, fakes and eleven stages and APIs
   REQUIRE(Run(std::string(HERALD_BINARY) + " dev down --state-dir " + dir.Path() + " 2>&1", &out) == 0);
   for (pid_t pid : pids) {
     INFO(pid);

@@ -14,6 +14,7 @@
 #include "herald/dev/stack.hpp"
 #include "herald/pg/migrate.hpp"
 #include "herald/template/store.hpp"
+#include "support/stack.hpp"
 #include "support/support.hpp"
 
 using namespace std::chrono_literals;
@@ -22,27 +23,10 @@ using namespace herald::templates;
 namespace {
 
 // PostgreSQL (with the rest of the dev services, no stages), migrated and with the defaults
-// loaded by DevStack::Up().
-struct Pg {
-  herald::test::TempDir dir;
-  std::unique_ptr<herald::dev::DevStack> stack;
-  std::string url;
-  Pg() {
-    herald::dev::StackOptions o;
-    o.state_dir = dir.Path();
-    o.herald_binary = HERALD_BINARY;
-    o.broker_port = 0;
-    o.with_stages = false;
-    o.quiet = true;
-    stack = std::make_unique<herald::dev::DevStack>(o);
-    stack->Up();
-    url = stack->Env().at("HERALD_PG_URL");
-  }
-};
-
-Pg& Db() {
-  static Pg pg;
-  return pg;
+// loaded.
+herald::test::ServicesStack& Db() {
+  static herald::test::ServicesStack services;
+  return services;
 }
 
 const herald::schema::Registry& Reg() {
@@ -51,7 +35,7 @@ const herald::schema::Registry& Reg() {
 }
 
 std::unique_ptr<pqxx::connection> Connect() {
-  return herald::pg::Connect(Db().url);
+  return herald::pg::Connect(Db().pg_url);
 }
 
 long long Count(pqxx::connection& conn, const std::string& where = "true") {
@@ -264,7 +248,7 @@ TEST_CASE("a delete hides the key and keeps its history and survives the loader"
 
 TEST_CASE("herald migrate loads the defaults into a fresh database and is idempotent",
           "[pg][templates][cli]") {
-  std::string url = Db().url.substr(0, Db().url.rfind('/')) + "/herald_cli";
+  std::string url = Db().pg_url.substr(0, Db().pg_url.rfind('/')) + "/herald_cli";
   {
     auto admin = Connect();
     pqxx::nontransaction tx(*admin);
@@ -331,7 +315,7 @@ TEST_CASE("herald migrate loads the defaults into a fresh database and is idempo
 TEST_CASE("the template cache follows changes and survives a PostgreSQL outage", "[pg][templates][cache]") {
   CHECK_THROWS_AS(TemplateCache({"postgresql://postgres@127.0.0.1:1/herald", 10ms}), herald::TransientError);
 
-  TemplateCache cache({Db().url, 50ms});
+  TemplateCache cache({Db().pg_url, 50ms});
   auto first = cache.Current();
   REQUIRE(first);
   const auto* welcome = first->Find("user.registered", "email", "en");

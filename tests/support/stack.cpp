@@ -35,7 +35,7 @@ TestStack::TestStack(std::uint64_t fake_users, std::map<std::string, std::string
   // is ready (has joined its group and been assigned partitions).
   http::Client client;
   for (const auto& name : stack->Names()) {
-    bool consumer_stage = name == "plan" || name == "enrich" || name == "ledger" || name == "retry" ||
+    bool consumer_stage = name == "admin" || name == "plan" || name == "enrich" || name == "ledger" || name == "retry" ||
                           name == "scheduler" || name.rfind("deliver-", 0) == 0;
     if (!consumer_stage) continue;
     std::string url = "http://127.0.0.1:" + std::to_string(stack->Port(name)) + "/readyz";
@@ -50,6 +50,48 @@ TestStack::TestStack(std::uint64_t fake_users, std::map<std::string, std::string
         std::chrono::seconds(60), std::chrono::milliseconds(50));
     if (!ready) throw std::runtime_error(name + " did not become ready within 60 s (" + url + ")");
   }
+}
+
+ServicesStack::ServicesStack() {
+  dev::StackOptions o;
+  o.state_dir = dir.Path();
+  o.herald_binary = HERALD_BINARY;
+  o.broker_port = 0;
+  o.with_stages = false;
+  o.quiet = true;
+  stack = std::make_unique<dev::DevStack>(o);
+  stack->Up();
+  pg_url = stack->Env().at("HERALD_PG_URL");
+}
+
+std::string TestStack::AdminToken(bool write) const {
+  std::string spec = Env("HERALD_ADMIN_TOKEN");
+  std::string prefix = write ? "write:" : "read:";
+  auto at = spec.find(prefix);
+  if (at == std::string::npos) throw std::runtime_error("HERALD_ADMIN_TOKEN has no " + prefix + " token: " + spec);
+  auto start = at + prefix.size();
+  return spec.substr(start, spec.find(',', start) - start);
+}
+
+TestStack::ApiResponse TestStack::AdminRaw(const std::string& method, const std::string& path, const std::string& body,
+                                           std::optional<std::string> token, const std::string& content_type) const {
+  http::Client::Options o;
+  o.timeout = std::chrono::seconds(30);
+  o.bearer_token = token.value_or(AdminToken(true));
+  http::Client client(o);
+  auto r = client.Request(method, Env("HERALD_ADMIN_URL") + path, body, content_type);
+  ApiResponse out;
+  out.status = r.status;
+  out.raw = r.body;
+  out.headers = r.headers;
+  out.body = nlohmann::json::parse(r.body, nullptr, false);
+  if (out.body.is_discarded()) out.body = nullptr;
+  return out;
+}
+
+TestStack::ApiResponse TestStack::Admin(const std::string& method, const std::string& path, const nlohmann::json& body,
+                                        std::optional<std::string> token) const {
+  return AdminRaw(method, path, body.is_null() ? std::string() : body.dump(), std::move(token));
 }
 
 TestStack::~TestStack() {

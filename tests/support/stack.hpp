@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,22 @@ class TestStack {
   void ClearFaults(const std::string& role) const;
   nlohmann::json FakeRequests(const std::string& role, const std::string& path_prefix) const;
 
+  /// The admin API's tokens (HERALD_ADMIN_TOKEN is "write:<w>,read:<r>" in the dev stack).
+  std::string AdminToken(bool write = true) const;
+  struct ApiResponse {
+    long status = 0;
+    nlohmann::json body;  // null when the body is not JSON
+    std::string raw;
+    std::map<std::string, std::string> headers;
+  };
+  /// Calls the admin API: `body` null = no body; `token` defaults to the write token, "" = none.
+  ApiResponse Admin(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr,
+                    std::optional<std::string> token = std::nullopt) const;
+  /// Same with a raw body (malformed JSON, oversized, ...).
+  ApiResponse AdminRaw(const std::string& method, const std::string& path, const std::string& body,
+                       std::optional<std::string> token = std::nullopt,
+                       const std::string& content_type = "application/json") const;
+
   /// The stages' clock for timing decisions (HERALD_CLOCK=file:...): pinned at
   /// kStartClock when the stack starts, moved only by the test.
   static constexpr const char* kStartClock = "2026-11-21T10:00:05Z";
@@ -49,6 +66,15 @@ class TestStack {
   TempDir dir_;
   std::string clock_file_;
   std::unique_ptr<dev::DevStack> stack;
+};
+
+/// The dev stack's services without stages (PostgreSQL migrated with the default templates,
+/// Redis, SMTP sink, broker, fakes), for tests of a library against real servers.
+struct ServicesStack {
+  ServicesStack();
+  TempDir dir;
+  std::unique_ptr<dev::DevStack> stack;
+  std::string pg_url;
 };
 
 std::string EmailOf(int user);

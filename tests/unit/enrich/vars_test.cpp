@@ -70,6 +70,39 @@ TEST_CASE("marketing needs an opt-in, critical types do not", "[enrich]") {
   CHECK(Decide(Req("promo.new_releases"), opted, Type("promo.new_releases", {"email"}, true)).delivery);
 }
 
+TEST_CASE("an opted-out category is suppressed, except for critical types", "[enrich]") {
+  auto user = kUser;
+  user["opted_out"] = {"social"};
+  auto type = Type("comment.liked", {"telegram", "email"});
+  type.category = "social";
+  auto d = Decide(Req("comment.liked"), user, type);
+  CHECK_FALSE(d.delivery);
+  CHECK(d.status == herald::model::Status::kSuppressed);
+  CHECK(d.reason == "user opted out of social");
+  CHECK(d.channel == "telegram");
+  user["opted_out"] = {"marketing"};
+  CHECK(Decide(Req("comment.liked"), user, type).delivery);  // another category
+  auto reset = Type("user.password_reset", {"email"});
+  reset.category = "social";
+  reset.critical = true;
+  user["opted_out"] = {"social"};
+  CHECK(Decide(Req("user.password_reset"), user, reset).delivery);
+}
+
+TEST_CASE("a campaign's channels restrict the choice, in the user's order", "[enrich]") {
+  auto req = Req("comment.liked");
+  req.channels = {"email", "push"};
+  auto d = Decide(req, kUser, Type("comment.liked", {"push", "telegram", "email"}));
+  REQUIRE(d.delivery);
+  CHECK(d.delivery->channel == "email");  // telegram comes first for the user, but is not allowed
+  CHECK(d.delivery->fallback.empty());    // no push token
+  req.channels = {"push"};
+  auto none = Decide(req, kUser, Type("comment.liked", {"push", "telegram", "email"}));
+  CHECK_FALSE(none.delivery);
+  CHECK(none.channel == "push");
+  CHECK(none.reason.find("no address") != std::string::npos);
+}
+
 TEST_CASE("episode variables come from the movies API in the user's language", "[enrich]") {
   std::map<std::string, json> movies = {
       {"ep-5", {{"movie_id", "ep-5"}, {"title", "Night Shift"}, {"title_ru", "Ночная смена"}, {"season", 2}, {"episode", 5},

@@ -17,5 +17,6 @@ std::span<const EmbeddedFile> Schemas();     // schemas/**/*.json
 std::span<const EmbeddedFile> Migrations();  // schemas/migrations/*.sql
 std::span<const EmbeddedFile> Templates();   // schemas/templates/*.json
 std::span<const EmbeddedFile> DevScripts();  // scripts/smtp_sink.py
+std::span<const EmbeddedFile> Web();         // producers/admin/web/* (in herald_stages)
 
 }  // namespace herald::embedded

@@ -72,6 +72,8 @@ class DevStack {
   void StopChild(Child& c) noexcept;
   void StartPostgres();
   void WriteEnvFile();
+  /// Records the URL of an API stage (ingest, admin) for the others and dev.env.
+  void NoteApiUrl(const Child& c);
   StackOptions options_;
   std::vector<Child> children_;
   std::map<std::string, std::string> env_;

@@ -35,6 +35,7 @@ struct Event {
   std::optional<std::string> schedule;
   std::optional<std::string> timezone;
   std::optional<std::string> campaign_id;
+  std::vector<std::string> channels;   // restricts the type's channels (a campaign's choice)
   std::optional<Window> deliver_window;
   std::vector<std::string> users;      // explicit recipients (numbers normalised to strings)
   nlohmann::json segment;              // null when absent

@@ -27,6 +27,8 @@ struct NotificationRequest {
   std::optional<Window> deliver_window;
   std::vector<std::string> content;
   nlohmann::json data = nlohmann::json::object();
+  /// Channels this notification may use (a campaign's choice); empty = the type's channels.
+  std::vector<std::string> channels;
   int attempt = 0;
 };
 
@@ -46,7 +48,7 @@ struct Delivery {
 };
 
 /// notify.status.v1: every state change, keyed by notification_id.
-enum class Status { kAccepted, kScheduled, kRetried, kFallback, kSent, kFailed, kSuppressed, kExpired };
+enum class Status { kAccepted, kScheduled, kRetried, kFallback, kSent, kFailed, kSuppressed, kExpired, kCancelled };
 std::string_view StatusName(Status s);
 std::optional<Status> ParseStatus(std::string_view s);
 /// Terminal statuses never move back to non-terminal ones in the ledger.
