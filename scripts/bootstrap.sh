@@ -13,6 +13,12 @@ packages=(
   postgresql redis-server python3 python3-aiosmtpd kcat curl procps
 )
 
+# --with-browser: also what the console's browser test drives (the test command needs it,
+# the quick start does not).
+if [ "${1:-}" = "--with-browser" ]; then
+  packages+=(chromium chromium-driver python3-selenium)
+fi
+
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); else

@@ -32,5 +32,7 @@ The system keeps running in the background. Try:
 JSON
   ls $state_dir/mail/                                     # one .eml per delivered email
   kcat -b \$HERALD_BROKERS -C -t notify.status.v1 -e       # every status change
+  echo \$HERALD_ADMIN_URL/console/                          # the manager console (log in with the write: token
+                                                          # of \$HERALD_ADMIN_TOKEN); API docs at /docs
 Stop everything with: $herald dev down --state-dir $state_dir
 MSG

@@ -4,7 +4,7 @@
 # README's quick start.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --with-browser
 bash scripts/build.sh
 cd "${HERALD_BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 900 "$@"

@@ -853,6 +853,10 @@ int RunAdmin(const config::Config& config) {
     auto type = dot == std::string::npos ? kTypes.end() : kTypes.find(file.substr(dot));
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Content-Type-Options", "nosniff");
+    // Scripts only from Herald itself; inline styles for email HTML in the preview frame.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+                   "script-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
     res.set_content(std::string(content), type == kTypes.end() ? "application/octet-stream" : type->second);
   });
   http::AddOpsRoutes(st.Http(), st.Metrics(), nullptr, [&]() -> std::string {

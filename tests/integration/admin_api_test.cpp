@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <thread>
@@ -1786,4 +1787,53 @@ TEST_CASE("every documented /v1 route is served: without a token it is 401 (unsu
     }
   }
   CHECK(checked >= 25);
+}
+
+TEST_CASE("dead letters: listed newest first, re-driven to their origin, with refusals", "[admin][dlq]") {
+  // An event of a type nobody knows, straight onto Kafka: plan dead-letters it.
+  herald::test::TempDir tmp;
+  std::string file = tmp.Path() + "/bad.jsonl";
+  std::ofstream(file) << R"({"event_id": "dlq-probe-1", "event_type": "no.such.type", "created_dt": "2026-11-21T10:00:00Z", "payload": {"user": ["u-1"]}})"
+                      << "\n";
+  std::string out;
+  REQUIRE(herald::test::Run("HERALD_BROKERS=" + S().Env("HERALD_BROKERS") + " " HERALD_BINARY
+                            " publish --no-validate --topic events.auth.v1 --file " + file + " 2>&1",
+                            &out) == 0);
+  auto probes = [&] {
+    std::vector<json> found;
+    auto r = S().Admin("GET", "/v1/dead-letters?limit=100", nullptr, S().AdminToken(false));
+    REQUIRE(r.status == 200);
+    for (const auto& rec : r.body["records"]) {
+      if (rec["original"].is_string() && rec["original"].get<std::string>().find("dlq-probe-1") != std::string::npos) {
+        found.push_back(rec);
+      }
+    }
+    return found;
+  };
+  std::vector<json> found;
+  REQUIRE(herald::test::WaitUntil([&] { return !(found = probes()).empty(); }, 30s, 100ms));
+  const auto& rec = found.front();
+  CHECK(rec["error_class"] == "unknown_type");
+  CHECK(rec["stage"] == "plan");
+  CHECK(rec["origin"]["topic"] == "events.auth.v1");
+  CHECK(rec["reason"].get<std::string>().find("no.such.type") != std::string::npos);
+
+  // Refusals first: wrong scope, bad body, no such record.
+  json where = {{"partition", rec["partition"]}, {"offset", rec["offset"]}};
+  CHECK(S().Admin("POST", "/v1/dead-letters/redrive", where, S().AdminToken(false)).status == 403);
+  auto bad = S().Admin("POST", "/v1/dead-letters/redrive", {{"partition", "x"}, {"offset", -1}});
+  CHECK(bad.status == 400);
+  CHECK(bad.body["errors"].size() == 2);
+  CHECK(S().Admin("POST", "/v1/dead-letters/redrive", {{"partition", 0}, {"offset", 99999999}}).status == 404);
+  CHECK(S().Admin("POST", "/v1/dead-letters/redrive", {{"partition", 0}, {"offset", 0}, {"extra", 1}}).status == 400);
+
+  // Re-driven, the event goes back to plan, which dead-letters it again: a second record.
+  auto redriven = S().Admin("POST", "/v1/dead-letters/redrive", where);
+  INFO(redriven.raw);
+  REQUIRE(redriven.status == 200);
+  CHECK(redriven.body["topic"] == "events.auth.v1");
+  REQUIRE(herald::test::WaitUntil([&] { return probes().size() == 2; }, 30s, 100ms));
+  auto who = S().Admin("GET", "/v1/whoami", nullptr, S().AdminToken(false));
+  CHECK(who.body["scope"] == "read");
+  CHECK(S().Admin("GET", "/v1/whoami").body["scope"] == "write");
 }

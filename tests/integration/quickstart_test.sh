@@ -10,6 +10,11 @@ echo "$out" | tail -n 40
 echo "$out" | grep -q "delivered email" || { echo "FAIL: no delivered email shown"; exit 1; }
 echo "$out" | grep -q "Subject: " || { echo "FAIL: the email's subject is not shown"; exit 1; }
 echo "$out" | grep -q "2 welcome email(s) delivered end to end" || { echo "FAIL: demo did not complete"; exit 1; }
+# The manager console and the API documentation are served by the running system.
+admin_url=$(grep '^export HERALD_ADMIN_URL=' "$state/dev.env" | cut -d"'" -f2)
+curl -sf "$admin_url/console/" | grep -q '<title>' || { echo "FAIL: the console is not served at $admin_url/console/"; exit 1; }
+curl -sf "$admin_url/console/app.js" >/dev/null || { echo "FAIL: the console's script is not served"; exit 1; }
+curl -sf "$admin_url/openapi.json" | grep -q '"openapi"' || { echo "FAIL: /openapi.json is not served"; exit 1; }
 pids=$(cat "$state"/pids/*.pid)
 "$root/build/herald" dev down --state-dir "$state"
 for p in $pids; do
