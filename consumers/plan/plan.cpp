@@ -358,6 +358,9 @@ int RunPlan(const config::Config& config) {
         }
       }
       if (state.phase == "done") {
+        // Also when the checkpoint was done already (a redelivered or re-published event):
+        // the run's record must say so.
+        record_run(event, state.emitted, true, false);
         log->info("fan-out of {} ({}) complete: {} recipients", event.event_id, event.event_type, state.emitted);
       }
     }

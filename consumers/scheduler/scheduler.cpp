@@ -52,6 +52,7 @@ int RunScheduler(const config::Config& config) {
                                     {{"minutes", std::to_string(i)}}));
   }
   auto last_backlog = std::chrono::steady_clock::time_point{};
+  campaign::States hold_states(redis, config.pg_url, std::chrono::milliseconds(0));
 
   // Produces records and waits until the broker acknowledged all of them; throws otherwise,
   // so the caller keeps its claim (bucket lease, schedule row) and nothing is forgotten.
@@ -103,17 +104,21 @@ int RunScheduler(const config::Config& config) {
           // campaign's are recorded as cancelled there).
           auto with_holds = campaign::CampaignsWithHolds(redis);
           if (!with_holds.empty()) {
-            campaign::States states(redis, config.pg_url, std::chrono::milliseconds(0));
-            for (const auto& [id, state] : states.Get(std::set<std::string>(with_holds.begin(), with_holds.end()))) {
+            for (const auto& [id, state] : hold_states.Get(std::set<std::string>(with_holds.begin(), with_holds.end()))) {
               if (state == "paused") continue;
-              auto r = campaign::ReleaseHold(redis, id, [&](const std::vector<timing::Parked>& chunk) {
-                std::vector<kafka::OutRecord> records;
-                for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
-                produce_all(records);
-              }, owner);
-              if (r > 0) log->info("released {} held notifications of campaign {} ({})", r, id, state);
-              unheld.Inc(r);
-              n += r;
+              // One campaign's failing release must not keep the others' held.
+              try {
+                auto r = campaign::ReleaseHold(redis, id, [&](const std::vector<timing::Parked>& chunk) {
+                  std::vector<kafka::OutRecord> records;
+                  for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
+                  produce_all(records);
+                }, owner);
+                if (r > 0) log->info("released {} held notifications of campaign {} ({})", r, id, state);
+                unheld.Inc(r);
+                n += r;
+              } catch (const std::exception& e) {
+                log->warn("releasing the hold of campaign {} failed: {}", id, e.what());
+              }
             }
           }
         } catch (const pqxx::broken_connection& e) {

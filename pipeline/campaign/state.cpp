@@ -45,7 +45,8 @@ std::map<std::string, State> States::Get(const std::set<std::string>& ids) {
     Check(r, "MGET");
     for (std::size_t i = 0; i < ask.size(); ++i) {
       if (r.type == redis::Reply::Type::kArray && i < r.elements.size() && !r.elements[i].IsNil()) {
-        out[ask[i]] = r.elements[i].str;
+        const auto& v = r.elements[i].str;  // "<version>:<state>"
+        out[ask[i]] = v.substr(v.find(':') + 1);
       } else {
         missing.push_back(ask[i]);
       }
@@ -76,8 +77,13 @@ void InvalidateMirror(redis::Client& redis, const std::string& campaign_id) {
   Check(redis.Command({"DEL", StateKey(campaign_id)}), "DEL");
 }
 
-void WriteMirror(redis::Client& redis, const std::string& campaign_id, const State& state) {
-  Check(redis.Command({"SET", StateKey(campaign_id), state}), "SET");
+void WriteMirror(redis::Client& redis, const std::string& campaign_id, const State& state, int version) {
+  static const char* kSetIfNewer =
+      "local cur = redis.call('GET', KEYS[1]) "
+      "if cur then local v = tonumber(string.match(cur, '^(%d+):')) "
+      "  if v and v >= tonumber(ARGV[1]) then return 0 end end "
+      "redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2]) return 1";
+  Check(redis.Command({"EVAL", kSetIfNewer, "1", StateKey(campaign_id), std::to_string(version), state}), "EVAL");
 }
 
 timing::BucketOptions HoldOptions(const std::string& campaign_id) {

@@ -33,8 +33,9 @@ Server::Server() {
       what = e.what();
     } catch (...) {
     }
+    // The detail (which may quote SQL or internals) goes to the log, not to the client.
     Logger("http")->error("{} {}: {}", req.method, req.path, what);
-    JsonError(res, 500, "internal error: " + what);
+    JsonError(res, 500, "internal error (logged)");
   });
 }
 

@@ -51,7 +51,11 @@ struct TopicReader::Impl {
       detail::MessageHandle m{rd_kafka_consumer_poll(rk.get(), 100)};
       if (!m || m->err) continue;
       auto it = remaining.find(m->partition);
-      if (it == remaining.end() || m->offset >= it->second) continue;
+      if (it == remaining.end()) continue;
+      if (m->offset >= it->second) {  // past the end (the wanted offsets were compacted away)
+        remaining.erase(it);
+        continue;
+      }
       StoredRecord r;
       r.topic = topic;
       r.partition = m->partition;

@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 #include <strings.h>
 
+#include <limits>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -112,33 +113,44 @@ class PgPool {
   std::size_t open_ = 0;
 };
 
-// Throws InvalidInput for a string holding a NUL character anywhere in `j` (PostgreSQL text
-// cannot hold one, and C strings would cut it short).
-void RejectNul(const Json& j, const std::string& pointer) {
-  if (j.is_string() && j.get_ref<const std::string&>().find('\0') != std::string::npos) {
-    throw InvalidInput("a string must not contain a NUL character (\\u0000)", pointer);
-  }
-  if (j.is_object()) {
-    for (const auto& [k, v] : j.items()) {
-      if (k.find('\0') != std::string::npos) throw InvalidInput("a key must not contain a NUL character", pointer);
-      RejectNul(v, pointer + "/" + k);
+constexpr int kMaxDepth = 32;
+
+// Throws InvalidInput for a string or key holding a NUL character anywhere in `j`
+// (PostgreSQL text cannot hold one, and C strings would cut it short). Iterative; the parser
+// already bounded the depth.
+void RejectNul(const Json& root) {
+  std::vector<std::pair<const Json*, std::string>> todo = {{&root, ""}};
+  while (!todo.empty()) {
+    auto [j, pointer] = todo.back();
+    todo.pop_back();
+    if (j->is_string() && j->get_ref<const std::string&>().find('\0') != std::string::npos) {
+      throw InvalidInput("a string must not contain a NUL character (\\u0000)", pointer);
     }
-  }
-  if (j.is_array()) {
-    for (std::size_t i = 0; i < j.size(); ++i) RejectNul(j[i], pointer + "/" + std::to_string(i));
+    if (j->is_object()) {
+      for (const auto& [k, v] : j->items()) {
+        if (k.find('\0') != std::string::npos) throw InvalidInput("a key must not contain a NUL character", pointer);
+        todo.emplace_back(&v, pointer + "/" + k);
+      }
+    } else if (j->is_array()) {
+      for (std::size_t i = 0; i < j->size(); ++i) todo.emplace_back(&(*j)[i], pointer + "/" + std::to_string(i));
+    }
   }
 }
 
-// Parses a JSON request body; throws InvalidInput naming the problem.
+// Parses a JSON request body; throws InvalidInput naming the problem (invalid JSON, nesting
+// deeper than kMaxDepth, numbers out of range, NUL characters).
 Json Body(const httplib::Request& req) {
   if (req.body.empty()) throw InvalidInput("the request needs a JSON body");
   Json body;
   try {
-    body = Json::parse(req.body);
-  } catch (const Json::parse_error& e) {
+    body = Json::parse(req.body, [](int depth, Json::parse_event_t, Json&) {
+      if (depth > kMaxDepth) throw InvalidInput("the body is nested deeper than " + std::to_string(kMaxDepth) + " levels");
+      return true;
+    });
+  } catch (const Json::exception& e) {
     throw InvalidInput(std::string("body is not valid JSON: ") + e.what());
   }
-  RejectNul(body, "");
+  RejectNul(body);
   return body;
 }
 
@@ -475,6 +487,12 @@ int RunAdmin(const config::Config& config) {
       } catch (const pqxx::broken_connection& e) {
         res.set_header("Retry-After", "1");
         http::JsonError(res, 503, std::string("PostgreSQL unavailable: ") + e.what());
+      } catch (const Json::exception& e) {
+        rejected.Inc();
+        http::JsonError(res, 400, std::string("a value has the wrong type: ") + e.what());
+      } catch (const pqxx::integrity_constraint_violation& e) {
+        rejected.Inc();
+        http::JsonError(res, 409, "a concurrent change conflicts with this one: try again");
       } catch (const pqxx::data_exception& e) {
         // A value PostgreSQL cannot store (validation lets few through): the client's to fix.
         rejected.Inc();
@@ -760,10 +778,13 @@ int RunAdmin(const config::Config& config) {
   });
 
   // ---- dead letters: browse notify.dlq.v1 and re-drive a record to where it came from ----
-  std::mutex reader_mu;  // one reader (a Kafka client) for the whole server
+  std::timed_mutex reader_mu;  // one reader (a Kafka client) for the whole server
   std::unique_ptr<kafka::TopicReader> reader;
   auto with_reader = [&](const std::function<void(kafka::TopicReader&)>& f) {
-    std::lock_guard g(reader_mu);
+    // One read at a time; a request that waits too long is told to come back rather than tie
+    // up the HTTP workers.
+    std::unique_lock g(reader_mu, std::defer_lock);
+    if (!g.try_lock_for(std::chrono::seconds(5))) throw TransientError("dead letters are being read by another request");
     if (!reader) reader = std::make_unique<kafka::TopicReader>(config.brokers, config.kafka);
     f(*reader);
   };
@@ -796,8 +817,11 @@ int RunAdmin(const config::Config& config) {
     RejectUnknown(body, {"partition", "offset"});
     Json errors = Json::array();
     for (const char* k : {"partition", "offset"}) {
-      if (!body.contains(k) || !body[k].is_number_integer() || body[k].get<long long>() < 0) {
-        errors.push_back({{"field", std::string("/") + k}, {"error", std::string(k) + " must be a non-negative integer"}});
+      long long max = std::string(k) == "partition" ? std::numeric_limits<std::int32_t>::max()
+                                                    : std::numeric_limits<std::int64_t>::max();
+      if (!body.contains(k) || !body[k].is_number_integer() || body[k].get<long long>() < 0 ||
+          body[k].get<long long>() > max) {
+        errors.push_back({{"field", std::string("/") + k}, {"error", std::string(k) + " must be an integer from 0 to " + std::to_string(max)}});
       }
     }
     if (!errors.empty()) throw campaigns::FieldErrors(errors);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "herald/campaign/state.hpp"
+#include "herald/common/logging.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/model/event.hpp"
 #include "herald/schedule/cron.hpp"
@@ -239,6 +240,10 @@ Campaign FromInput(const Json& body, const schema::Registry& registry, bool upda
   // Everything else (segment fields, window, data against the type's schema) is exactly what
   // the event of a run must satisfy: validate that event.
   if (errors.empty()) {
+    // A run's event must fit in one Kafka message (librdkafka's default limit is 1,000,000).
+    if (RunEvent(c, 1, TimePoint{}).dump().size() > 900'000) {
+      fail(c.segment.contains("users") ? "/segment/users" : "/data", "the campaign is too large for one event (900 kB): use a segment");
+    }
     try {
       model::ParseEventDocument(RunEvent(c, 1, c.start_at.value_or(TimePoint{}) + std::chrono::seconds(1)), registry,
                                 std::nullopt);
@@ -274,29 +279,68 @@ Json RunEvent(const Campaign& c, int run, TimePoint now) {
 namespace {
 
 std::optional<Campaign> Load(pqxx::work& tx, const std::string& id, bool lock) {
-  auto rows = tx.exec_params("SELECT " + Columns() + " FROM campaigns WHERE id = $1" + (lock ? " FOR UPDATE" : ""), id);
+  auto rows = tx.exec_params("SELECT " + Columns() + " FROM campaigns WHERE id = $1 AND deleted_at IS NULL" +
+                                 (lock ? " FOR UPDATE" : ""),
+                             id);
   if (rows.empty()) return std::nullopt;
   return FromRow(rows[0]);
 }
 
-// Starts run `runs + 1` of a locked campaign: records it, advances the campaign, publishes the
-// event. The caller commits after this returns (the broker has the event by then).
-void LaunchRun(pqxx::work& tx, Campaign& c, TimePoint now, const Publish& publish) {
+// Starts run `runs + 1` of a locked campaign: records it (unpublished) and advances the
+// campaign. The caller commits, then publishes (PublishRun); a run whose publication failed
+// is published by the scheduler's next pass (an outbox).
+void LaunchRun(pqxx::work& tx, Campaign& c, TimePoint now) {
   int run = c.runs + 1;
   auto event = RunEvent(c, run, now);
-  std::string event_id = event["event_id"];
   tx.exec_params(
       "INSERT INTO campaign_runs (campaign_id, run, event_id, event, started_at) VALUES ($1, $2, $3, $4::jsonb, "
       "$5::timestamptz) ON CONFLICT (campaign_id, run) DO NOTHING",
-      c.id, run, event_id, event.dump(), FormatRfc3339(now));
+      c.id, run, event["event_id"].get<std::string>(), event.dump(), FormatRfc3339(now));
   c.runs = run;
   c.state = "running";
   c.next_run_at = NextOccurrence(c, now + std::chrono::seconds(1));
-  tx.exec_params(
-      "UPDATE campaigns SET runs = $2, state = 'running', paused_from = NULL, next_run_at = $3::timestamptz, "
-      "version = version + 1, updated_at = now() WHERE id = $1",
-      c.id, run, OptTsText(c.next_run_at));
-  publish(topics::Catalog().Events("admin"), event_id, event.dump());
+  c.version = tx.exec_params1(
+                    "UPDATE campaigns SET runs = $2, state = 'running', paused_from = NULL, next_run_at = $3::timestamptz, "
+                    "version = version + 1, updated_at = now() WHERE id = $1 RETURNING version",
+                    c.id, run, OptTsText(c.next_run_at))[0]
+                  .as<int>();
+}
+
+// Publishes the runs of `campaign_id` (every campaign when empty) not published yet.
+// Returns how many; logs and skips a run the broker refuses for good.
+int PublishRuns(pqxx::connection& conn, const std::string& campaign_id, const Publish& publish) {
+  int n = 0;
+  pqxx::work tx(conn);
+  auto rows = tx.exec_params(
+      "SELECT campaign_id, run, event_id, event::text FROM campaign_runs WHERE NOT published AND ($1 = '' OR "
+      "campaign_id = $1) ORDER BY started_at FOR UPDATE SKIP LOCKED LIMIT 100",
+      campaign_id);
+  for (const auto& r : rows) {
+    try {
+      publish(topics::Catalog().Events("admin"), r[2].as<std::string>(), r[3].as<std::string>());
+    } catch (const TransientError&) {
+      throw;
+    } catch (const std::exception& e) {
+      Logger("campaigns")->error("run {} of campaign {} cannot be published: {}", r[1].as<int>(),
+                                 r[0].as<std::string>(), e.what());
+      continue;
+    }
+    tx.exec_params("UPDATE campaign_runs SET published = true WHERE campaign_id = $1 AND run = $2",
+                   r[0].as<std::string>(), r[1].as<int>());
+    ++n;
+  }
+  tx.commit();
+  return n;
+}
+
+// After a committed change: the mirror follows. A failure here changes nothing committed
+// (readers fall back to PostgreSQL while the mirror is absent), so it is logged, not thrown.
+void Mirror(redis::Client& redis, const std::string& id, const std::string& state, int version) {
+  try {
+    campaign::WriteMirror(redis, id, state, version);
+  } catch (const std::exception& e) {
+    Logger("campaigns")->warn("campaign {}: Redis mirror not written ({}); stages read PostgreSQL", id, e.what());
+  }
 }
 
 }  // namespace
@@ -324,7 +368,7 @@ std::optional<Campaign> Store::Get(const std::string& id) {
 
 std::pair<std::vector<Campaign>, long long> Store::List(const std::string& state, int limit, int offset) {
   pqxx::work tx(conn_);
-  std::string where = state.empty() ? "true" : "state = " + tx.quote(state);
+  std::string where = "deleted_at IS NULL" + (state.empty() ? std::string() : " AND state = " + tx.quote(state));
   auto rows = tx.exec_params("SELECT " + Columns() + " FROM campaigns WHERE " + where +
                                  " ORDER BY created_at DESC, id LIMIT $1 OFFSET $2",
                              limit, offset);
@@ -360,9 +404,11 @@ Campaign Store::Update(const std::string& id, const Campaign& c, std::optional<i
   next.cron = c.cron;
   next.timezone = c.timezone;
   // A scheduled campaign's next run follows the new timing.
-  if (next.state == "scheduled" || (next.state == "paused" && next.paused_from == "scheduled")) {
-    next.next_run_at = next.cron ? NextOccurrence(next, std::max(next.start_at.value_or(TimePoint{}), now))
-                                 : next.start_at;
+  bool waiting = next.state == "scheduled" || (next.state == "paused" && next.paused_from == "scheduled");
+  if (waiting || (next.cron && next.state == "paused")) {
+    TimePoint from = std::max(next.start_at.value_or(now), now);
+    next.next_run_at = next.cron ? NextOccurrence(next, from) : std::optional<TimePoint>(from);
+    if (next.cron && !next.next_run_at) throw Conflict("the cron has no occurrence before end_at", next.state);
   }
   tx.exec_params(
       "UPDATE campaigns SET name = $2, event_type = $3, segment = $4::jsonb, "
@@ -386,7 +432,9 @@ void Store::Delete(const std::string& id) {
   if (current->state != "draft" && current->state != "completed" && current->state != "cancelled") {
     throw Conflict("a " + current->state + " campaign cannot be deleted: cancel it first", current->state);
   }
-  tx.exec_params("DELETE FROM campaigns WHERE id = $1", id);
+  // Kept, marked deleted: notifications of it may still be in flight (a cancelled campaign's
+  // must still read as cancelled), and its statistics stay.
+  tx.exec_params("UPDATE campaigns SET deleted_at = now(), version = version + 1 WHERE id = $1", id);
   tx.commit();
 }
 
@@ -435,7 +483,7 @@ Campaign Store::Act(const std::string& id, const std::string& action, TimePoint 
                      "updated_at = now() WHERE id = $1",
                      id, FormatRfc3339(*c.start_at));
     } else {
-      LaunchRun(tx, c, now, publish);
+      LaunchRun(tx, c, now);
     }
   } else if (action == "pause") {
     tx.exec_params("UPDATE campaigns SET state = 'paused', paused_from = state, version = version + 1, "
@@ -452,33 +500,48 @@ Campaign Store::Act(const std::string& id, const std::string& action, TimePoint 
   }
   auto out = *Load(tx, id, false);
   tx.commit();
-  campaign::WriteMirror(redis, id, out.state);
+  Mirror(redis, id, out.state, out.version);
+  if (action == "launch" && out.state == "running") {
+    try {
+      PublishRuns(conn_, id, publish);
+    } catch (const std::exception& e) {
+      // Launched and recorded: the scheduler publishes the run on its next pass.
+      Logger("campaigns")->warn("campaign {}: run not published yet ({}); the scheduler retries", id, e.what());
+    }
+  }
   return out;
 }
 
 int Store::Tick(TimePoint now, redis::Client& redis, const Publish& publish) {
   int actions = 0;
   std::string now_s = FormatRfc3339(now);
+  auto log = Logger("campaigns");
+  // Completes the campaigns in `rows` (id, version) in the mirror too.
+  auto mirror_completed = [&](const pqxx::result& rows) {
+    for (const auto& r : rows) Mirror(redis, r[0].as<std::string>(), "completed", r[1].as<int>());
+    actions += static_cast<int>(rows.size());
+  };
   // 1. Campaigns past end_at are completed.
   {
     pqxx::work tx(conn_);
-    auto rows = tx.exec_params(
+    auto ids = tx.exec_params(
         "SELECT id FROM campaigns WHERE state IN ('scheduled', 'running', 'paused') AND end_at <= $1::timestamptz "
         "FOR UPDATE SKIP LOCKED LIMIT 100",
         now_s);
-    std::vector<std::string> ids;
-    for (const auto& r : rows) ids.push_back(r[0].as<std::string>());
-    for (const auto& id : ids) campaign::InvalidateMirror(redis, id);
-    for (const auto& id : ids) {
-      tx.exec_params("UPDATE campaigns SET state = 'completed', paused_from = NULL, next_run_at = NULL, "
-                     "version = version + 1, updated_at = now() WHERE id = $1",
-                     id);
-    }
+    for (const auto& r : ids) campaign::InvalidateMirror(redis, r[0].as<std::string>());
+    auto rows = tx.exec_params(
+        "UPDATE campaigns SET state = 'completed', paused_from = NULL, next_run_at = NULL, version = version + 1, "
+        "updated_at = now() WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) RETURNING id, version",
+        [&] {
+          Json list = Json::array();
+          for (const auto& r : ids) list.push_back(r[0].as<std::string>());
+          return list.dump();
+        }());
     tx.commit();
-    for (const auto& id : ids) campaign::WriteMirror(redis, id, "completed");
-    actions += static_cast<int>(ids.size());
+    mirror_completed(rows);
   }
-  // 2. Due runs, one campaign per transaction (each publishes and waits for the broker).
+  // 2. Due runs, one campaign per transaction. A campaign that cannot launch (its zone or
+  // cron no longer valid) stops waiting instead of blocking the ones behind it.
   for (int i = 0; i < 20; ++i) {
     pqxx::work tx(conn_);
     auto rows = tx.exec_params("SELECT " + Columns() +
@@ -488,17 +551,31 @@ int Store::Tick(TimePoint now, redis::Client& redis, const Publish& publish) {
     if (rows.empty()) break;
     auto c = FromRow(rows[0]);
     campaign::InvalidateMirror(redis, c.id);
-    LaunchRun(tx, c, now, publish);
+    try {
+      LaunchRun(tx, c, now);
+    } catch (const pqxx::failure&) {
+      throw;
+    } catch (const std::exception& e) {
+      log->error("campaign {} cannot launch its run: {}; it waits for an edit", c.id, e.what());
+      tx.abort();
+      pqxx::work fix(conn_);
+      fix.exec_params("UPDATE campaigns SET next_run_at = NULL, version = version + 1, updated_at = now() WHERE id = $1",
+                      c.id);
+      fix.commit();
+      continue;
+    }
     tx.commit();
-    campaign::WriteMirror(redis, c.id, c.state);
+    Mirror(redis, c.id, c.state, c.version);
     ++actions;
   }
-  // 3. Fan-outs that stopped at a pause continue once their campaign runs again.
+  // 3. Runs recorded but not published (a crash or a broker outage after the commit).
+  actions += PublishRuns(conn_, "", publish);
+  // 4. Fan-outs that stopped at a pause continue once their campaign runs again.
   {
     pqxx::work tx(conn_);
     auto rows = tx.exec(
         "SELECT r.campaign_id, r.run, r.event_id, r.event::text FROM campaign_runs r JOIN campaigns c ON c.id = "
-        "r.campaign_id WHERE r.fanout_paused AND c.state IN ('running', 'cancelled', 'completed') "
+        "r.campaign_id WHERE r.fanout_paused AND r.published AND c.state IN ('running', 'cancelled', 'completed') "
         "FOR UPDATE OF r SKIP LOCKED LIMIT 100");
     for (const auto& r : rows) {
       publish(topics::Catalog().Events("admin"), r[2].as<std::string>(), r[3].as<std::string>());
@@ -508,28 +585,26 @@ int Store::Tick(TimePoint now, redis::Client& redis, const Publish& publish) {
     }
     tx.commit();
   }
-  // 4. One-off campaigns whose fan-out is complete and nothing is pending are completed.
+  // 5. One-off campaigns whose fan-out is complete and nothing is pending are completed.
   {
     pqxx::work tx(conn_);
-    auto rows = tx.exec(
+    auto candidates = tx.exec(
         "SELECT c.id FROM campaigns c WHERE c.state = 'running' AND c.cron IS NULL AND c.next_run_at IS NULL AND "
         "c.runs > 0 AND NOT EXISTS (SELECT 1 FROM campaign_runs r WHERE r.campaign_id = c.id AND NOT "
-        "r.fanout_complete) LIMIT 100");
-    std::vector<std::string> done;
-    for (const auto& r : rows) {
+        "(r.fanout_complete AND r.published)) FOR UPDATE OF c SKIP LOCKED LIMIT 100");
+    Json done = Json::array();
+    for (const auto& r : candidates) {
       auto id = r[0].as<std::string>();
       auto s = stats::CampaignStats(tx, id);
       if (!s.is_null() && s["progress"]["pending"].get<long long>() == 0) done.push_back(id);
     }
-    for (const auto& id : done) {
-      campaign::InvalidateMirror(redis, id);
-      tx.exec_params("UPDATE campaigns SET state = 'completed', version = version + 1, updated_at = now() "
-                     "WHERE id = $1 AND state = 'running'",
-                     id);
-    }
+    for (const auto& id : done) campaign::InvalidateMirror(redis, id.get<std::string>());
+    auto rows = tx.exec_params(
+        "UPDATE campaigns SET state = 'completed', version = version + 1, updated_at = now() WHERE id = "
+        "ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND state = 'running' RETURNING id, version",
+        done.dump());
     tx.commit();
-    for (const auto& id : done) campaign::WriteMirror(redis, id, "completed");
-    actions += static_cast<int>(done.size());
+    mirror_completed(rows);
   }
   return actions;
 }

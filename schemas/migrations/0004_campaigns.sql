@@ -27,12 +27,15 @@ CREATE TABLE campaigns (
   created_by     text        NOT NULL DEFAULT '',
   created_at     timestamptz NOT NULL DEFAULT now(),
   updated_at     timestamptz NOT NULL DEFAULT now(),
+  deleted_at     timestamptz,                      -- deleted: gone from the API, its state still read by the stages
   CHECK (end_at IS NULL OR start_at IS NULL OR end_at > start_at)
 );
 CREATE INDEX campaigns_due_idx ON campaigns (next_run_at) WHERE state IN ('scheduled', 'running');
 CREATE INDEX campaigns_created_idx ON campaigns (created_at DESC);
 
--- One row per launched run (one for a one-off campaign, one per occurrence of a cron). The
+-- One row per launched run (one for a one-off campaign, one per occurrence of a cron),
+-- written in the transaction that advances the campaign and published after it committed
+-- (an outbox: the scheduler publishes runs left unpublished by a crash). The
 -- event published for it (kept in `event`) has event_id "campaign.<id>.<run>"; plan records
 -- how many recipients its fan-out produced (from the fan-out checkpoint, so a page produced
 -- twice counts once). A fan-out that found its campaign paused stops and sets fanout_paused;
@@ -47,8 +50,10 @@ CREATE TABLE campaign_runs (
   fanned_out      bigint      NOT NULL DEFAULT 0,
   fanout_complete boolean     NOT NULL DEFAULT false,
   fanout_paused   boolean     NOT NULL DEFAULT false,
+  published       boolean     NOT NULL DEFAULT false,  -- the event reached the broker (outbox)
   PRIMARY KEY (campaign_id, run)
 );
+CREATE INDEX campaign_runs_unpublished_idx ON campaign_runs (campaign_id) WHERE NOT published;
 
 -- Herald-owned user preferences: each set field overrides what auth says of the user.
 CREATE TABLE preferences (

@@ -1837,3 +1837,15 @@ TEST_CASE("dead letters: listed newest first, re-driven to their origin, with re
   CHECK(who.body["scope"] == "read");
   CHECK(S().Admin("GET", "/v1/whoami").body["scope"] == "write");
 }
+
+TEST_CASE("hostile bodies: deep nesting and numbers out of range are 400s, and the server stays up", "[admin][negative]") {
+  std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  auto r = S().AdminRaw("POST", "/v1/templates/preview", deep);
+  CHECK(r.status == 400);
+  CHECK(r.body["error"].get<std::string>().find("nested deeper") != std::string::npos);
+  auto big = S().AdminRaw("PUT", "/v1/campaigns/c-x", R"({"version": 1e999})");
+  CHECK(big.status == 400);
+  auto huge_partition = S().Admin("POST", "/v1/dead-letters/redrive", {{"partition", 4294967296LL}, {"offset", 0}});
+  CHECK(huge_partition.status == 400);
+  CHECK(S().Admin("GET", "/v1/whoami").status == 200);  // still serving
+}

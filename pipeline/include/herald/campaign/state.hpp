@@ -3,8 +3,8 @@
 // paused campaign wait.
 //
 // State. PostgreSQL (campaigns.state) is the truth. The admin API and the scheduler mirror
-// every change into Redis (herald:campaign:<id> = state) after it committed, having deleted
-// the key before the change: while a change is in progress the key is absent and readers
+// every change into Redis (herald:campaign:<id> = "<version>:<state>", never replacing a newer
+// version) after it committed, having deleted the key before the change: while a change is in progress the key is absent and readers
 // fall back to PostgreSQL, so a reader never sees a state older than the committed one for
 // longer than its local memo (below). Stages read the mirror once per batch (one MGET).
 //
@@ -66,8 +66,9 @@ class States {
 
 /// Before a state change: removes the mirror entry (readers fall back to PostgreSQL).
 void InvalidateMirror(redis::Client& redis, const std::string& campaign_id);
-/// After the change committed: writes the mirror entry.
-void WriteMirror(redis::Client& redis, const std::string& campaign_id, const State& state);
+/// After the change committed: writes the mirror entry "<version>:<state>", unless the entry
+/// already holds a newer version (a slower writer of an older change must not win).
+void WriteMirror(redis::Client& redis, const std::string& campaign_id, const State& state, int version);
 
 /// The hold of one campaign (see above).
 timing::BucketOptions HoldOptions(const std::string& campaign_id);
