@@ -231,11 +231,16 @@ Config FromEnvironment(const std::map<std::string, std::string>& env) {
       c.kafka[opt] = value;
       continue;
     }
-    bool from_file = name.ends_with("_FILE");
-    std::string base = from_file ? name.substr(0, name.size() - 5) : name;
+    // A setting whose own name ends in _FILE (HERALD_SMTP_CA_FILE) is itself; otherwise
+    // NAME_FILE is the secret NAME read from a file.
     const Key* key = nullptr;
     for (const auto& k : Keys()) {
-      if (k.env == base) key = &k;
+      if (k.env == name) key = &k;
+    }
+    bool from_file = !key && name.ends_with("_FILE");
+    std::string base = from_file ? name.substr(0, name.size() - 5) : name;
+    for (const auto& k : Keys()) {
+      if (!key && k.env == base) key = &k;
     }
     if (!key) {
       throw ConfigError("unknown environment variable " + name +

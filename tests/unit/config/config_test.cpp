@@ -55,6 +55,8 @@ TEST_CASE("bad values and unknown variables are errors naming them", "[config]")
   CHECK_THROWS_WITH(FromEnvironment({{"HERALD_POLL_TIMEOUT", "5 parsecs"}}), Catch::Contains("unit"));
   CHECK_THROWS_WITH(FromEnvironment({{"HERALD_LOG_LEVEL", "loud"}}), Catch::Contains("loud"));
   CHECK_THROWS_WITH(FromEnvironment({{"HERALD_BROKERS_FILE", "/etc/passwd"}}), Catch::Contains("only secrets"));
+  // A setting whose own name ends in _FILE is that setting, not a secret file.
+  CHECK(FromEnvironment({{"HERALD_SMTP_CA_FILE", "/etc/ssl/ca.pem"}}).smtp_ca_file == "/etc/ssl/ca.pem");
 }
 
 TEST_CASE("secrets can come from mounted files", "[config]") {
