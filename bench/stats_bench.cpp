@@ -135,8 +135,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   ConfigureLogging("warn", "text");
 
-  char tmpl[] = "/tmp/herald-bench-stats-XXXXXX";
-  const std::string state = ::mkdtemp(tmpl);
+  char dir_pattern[] = "/tmp/herald-bench-stats-XXXXXX";
+  const std::string state = ::mkdtemp(dir_pattern);
   int rc = 0;
   {
     dev::StackOptions so;

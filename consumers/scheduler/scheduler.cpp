@@ -57,12 +57,14 @@ int RunScheduler(const config::Config& config) {
   // Produces records and waits until the broker acknowledged all of them; throws otherwise,
   // so the caller keeps its claim (bucket lease, schedule row) and nothing is forgotten.
   auto produce_all = [&](const std::vector<kafka::OutRecord>& records) {
-    kafka::AckGroup acks;
-    for (const auto& r : records) st.Producer().Produce(r, acks.Track());
-    auto failures = acks.Wait(config.drain_timeout + std::chrono::seconds(2));
-    if (!failures.empty()) {
-      throw TransientError(std::to_string(failures.size()) + " record(s) not acknowledged: " + failures.front().error);
-    }
+    st.Producer().ProduceAll(records, config.drain_timeout + std::chrono::seconds(2));
+  };
+  // Parked notifications (timezone buckets and campaign holds) back to their delivery topics.
+  auto release_chunk = [&](const std::vector<timing::Parked>& chunk) {
+    std::vector<kafka::OutRecord> records;
+    records.reserve(chunk.size());
+    for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
+    produce_all(records);
   };
 
   return st.RunLoop(
@@ -70,10 +72,7 @@ int RunScheduler(const config::Config& config) {
         auto now = clock->Now();
         auto now_s = std::chrono::time_point_cast<std::chrono::seconds>(now);
         std::size_t n = releaser.ReleaseDue(now_s, [&](const std::vector<timing::Parked>& chunk) {
-          std::vector<kafka::OutRecord> records;
-          records.reserve(chunk.size());
-          for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
-          produce_all(records);
+          release_chunk(chunk);
           released.Inc(chunk.size());
         });
 
@@ -108,11 +107,7 @@ int RunScheduler(const config::Config& config) {
               if (state == "paused") continue;
               // One campaign's failing release must not keep the others' held.
               try {
-                auto r = campaign::ReleaseHold(redis, id, [&](const std::vector<timing::Parked>& chunk) {
-                  std::vector<kafka::OutRecord> records;
-                  for (const auto& p : chunk) records.push_back({p.topic, p.key, p.payload, {{"herald-notification-id", p.notification_id}}});
-                  produce_all(records);
-                }, owner);
+                auto r = campaign::ReleaseHold(redis, id, release_chunk, owner);
                 if (r > 0) log->info("released {} held notifications of campaign {} ({})", r, id, state);
                 unheld.Inc(r);
                 n += r;

@@ -221,6 +221,21 @@ void Apply(Config& config, const std::string& name, const std::string& value) {
   throw ConfigError("unknown setting '" + name + "'");
 }
 
+std::map<std::string, std::string> ParseTokens(const std::string& spec) {
+  std::map<std::string, std::string> tokens;
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    auto comma = spec.find(',', start);
+    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    auto colon = item.find(':');
+    std::string token = colon == std::string::npos ? item : item.substr(colon + 1);
+    if (!token.empty()) tokens[token] = colon == std::string::npos ? "" : item.substr(0, colon);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return tokens;
+}
+
 Config FromEnvironment(const std::map<std::string, std::string>& env) {
   Config c;
   for (const auto& [name, value] : env) {

@@ -30,16 +30,7 @@ LagMonitor::~LagMonitor() {
 std::vector<LagMonitor::PartitionLag> LagMonitor::Partitions(const std::string& topic) {
   rd_kafka_t* rk = impl_->rk.get();
   rd_kafka_poll(rk, 0);  // serve queued events (errors, logs) so they do not pile up
-  const rd_kafka_metadata_t* md = nullptr;
-  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
-      rd_kafka_topic_new(rk, topic.c_str(), nullptr), rd_kafka_topic_destroy);
-  if (rd_kafka_metadata(rk, 0, rkt.get(), &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || !md ||
-      md->topic_cnt != 1) {
-    if (md) rd_kafka_metadata_destroy(md);
-    throw TransientError("cannot read metadata of " + topic);
-  }
-  int partitions = md->topics[0].partition_cnt;
-  rd_kafka_metadata_destroy(md);
+  int partitions = detail::PartitionCount(rk, topic, std::chrono::milliseconds(5000));
 
   detail::PartitionListHandle list{rd_kafka_topic_partition_list_new(partitions)};
   for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
@@ -50,9 +41,7 @@ std::vector<LagMonitor::PartitionLag> LagMonitor::Partitions(const std::string& 
   for (int i = 0; i < list->cnt; ++i) {
     PartitionLag pl;
     pl.partition = list->elems[i].partition;
-    int64_t low = 0, high = 0;
-    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), pl.partition, &low, &high, 5000);
-    if (err) throw TransientError("cannot read watermarks of " + topic + ": " + rd_kafka_err2str(err));
+    auto [low, high] = detail::Watermarks(rk, topic, pl.partition, std::chrono::milliseconds(5000));
     pl.high = high;
     pl.committed = list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
     pl.lag = high - (pl.committed >= 0 ? std::max(pl.committed, low) : low);

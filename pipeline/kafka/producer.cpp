@@ -135,6 +135,15 @@ DeliveryReport Producer::ProduceSync(const OutRecord& record, std::chrono::milli
   return group.state_->last;
 }
 
+void Producer::ProduceAll(const std::vector<OutRecord>& records, std::chrono::milliseconds timeout) {
+  AckGroup group;
+  for (const auto& r : records) Produce(r, group.Track());
+  auto failures = group.Wait(timeout);
+  if (!failures.empty()) {
+    throw TransientError(std::to_string(failures.size()) + " record(s) not acknowledged: " + failures.front().error);
+  }
+}
+
 bool Producer::Flush(std::chrono::milliseconds timeout) {
   return rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count())) ==
              RD_KAFKA_RESP_ERR_NO_ERROR &&

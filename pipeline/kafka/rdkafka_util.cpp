@@ -83,6 +83,28 @@ ConfHandle BuildConf(const Settings& defaults, const Settings& overrides) {
   return conf;
 }
 
+int PartitionCount(rd_kafka_t* rk, const std::string& topic, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr),
+                                                                           rd_kafka_topic_destroy);
+  auto err = rd_kafka_metadata(rk, 0, rkt.get(), &md, static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR || !md || md->topic_cnt != 1) {
+    if (md) rd_kafka_metadata_destroy(md);
+    throw TransientError("cannot read metadata of " + topic);
+  }
+  int n = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+std::pair<std::int64_t, std::int64_t> Watermarks(rd_kafka_t* rk, const std::string& topic, std::int32_t partition,
+                                                 std::chrono::milliseconds timeout) {
+  int64_t low = 0, high = 0;
+  auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high, static_cast<int>(timeout.count()));
+  if (err) throw TransientError("cannot read watermarks of " + topic + ": " + rd_kafka_err2str(err));
+  return {low, high};
+}
+
 KafkaHandle CreateHandle(rd_kafka_type_t type, ConfHandle conf) {
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);

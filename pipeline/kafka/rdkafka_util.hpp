@@ -2,8 +2,11 @@
 // Private helpers shared by the producer, the consumer loop and the embedded broker:
 // one owning RAII wrapper per librdkafka handle, and configuration building.
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <librdkafka/rdkafka.h>
 
@@ -55,5 +58,13 @@ void RecordFatal(const std::string& what);
 
 /// Creates a client handle; throws ConfigError with librdkafka's message on failure.
 KafkaHandle CreateHandle(rd_kafka_type_t type, ConfHandle conf);
+
+/// The partition count of `topic` (0 when the broker reports it missing); throws
+/// TransientError when the metadata does not arrive within `timeout`.
+int PartitionCount(rd_kafka_t* rk, const std::string& topic, std::chrono::milliseconds timeout);
+
+/// {low, high} watermark offsets of one partition; throws TransientError.
+std::pair<std::int64_t, std::int64_t> Watermarks(rd_kafka_t* rk, const std::string& topic, std::int32_t partition,
+                                                 std::chrono::milliseconds timeout);
 
 }  // namespace herald::kafka::detail

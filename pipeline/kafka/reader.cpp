@@ -11,28 +11,6 @@ namespace herald::kafka {
 struct TopicReader::Impl {
   detail::KafkaHandle rk;
 
-  int Partitions(const std::string& topic, std::chrono::milliseconds timeout) {
-    const rd_kafka_metadata_t* md = nullptr;
-    std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(
-        rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
-    auto err = rd_kafka_metadata(rk.get(), 0, rkt.get(), &md, static_cast<int>(timeout.count()));
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR || !md || md->topic_cnt != 1) {
-      if (md) rd_kafka_metadata_destroy(md);
-      throw TransientError("cannot read metadata of " + topic);
-    }
-    int n = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return n;
-  }
-
-  std::pair<std::int64_t, std::int64_t> Watermarks(const std::string& topic, std::int32_t p,
-                                                   std::chrono::milliseconds timeout) {
-    int64_t low = 0, high = 0;
-    auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, static_cast<int>(timeout.count()));
-    if (err) throw TransientError("cannot read watermarks of " + topic + ": " + rd_kafka_err2str(err));
-    return {low, high};
-  }
-
   // Reads from the assigned start offsets until each partition reached its end offset.
   std::vector<StoredRecord> ReadUntil(const std::string& topic, const std::map<std::int32_t, std::pair<std::int64_t, std::int64_t>>& ranges,
                                       std::chrono::milliseconds timeout) {
@@ -98,9 +76,9 @@ TopicReader::~TopicReader() {
 
 std::vector<StoredRecord> TopicReader::Tail(const std::string& topic, std::size_t limit, std::chrono::milliseconds timeout) {
   std::map<std::int32_t, std::pair<std::int64_t, std::int64_t>> ranges;
-  int partitions = impl_->Partitions(topic, timeout);
+  int partitions = detail::PartitionCount(impl_->rk.get(), topic, timeout);
   for (int p = 0; p < partitions; ++p) {
-    auto [low, high] = impl_->Watermarks(topic, p, timeout);
+    auto [low, high] = detail::Watermarks(impl_->rk.get(), topic, p, timeout);
     ranges[p] = {std::max(low, high - static_cast<std::int64_t>(limit)), high};
   }
   auto records = impl_->ReadUntil(topic, ranges, timeout);
@@ -113,8 +91,8 @@ std::vector<StoredRecord> TopicReader::Tail(const std::string& topic, std::size_
 
 std::optional<StoredRecord> TopicReader::At(const std::string& topic, std::int32_t partition, std::int64_t offset,
                                             std::chrono::milliseconds timeout) {
-  if (partition < 0 || offset < 0 || partition >= impl_->Partitions(topic, timeout)) return std::nullopt;
-  auto [low, high] = impl_->Watermarks(topic, partition, timeout);
+  if (partition < 0 || offset < 0 || partition >= detail::PartitionCount(impl_->rk.get(), topic, timeout)) return std::nullopt;
+  auto [low, high] = detail::Watermarks(impl_->rk.get(), topic, partition, timeout);
   if (offset < low || offset >= high) return std::nullopt;
   auto records = impl_->ReadUntil(topic, {{partition, {offset, offset + 1}}}, timeout);
   if (records.empty()) return std::nullopt;

@@ -1,7 +1,6 @@
 // The admin API: templates, campaigns, preferences, statistics, unsubscribe links, and the
 // OpenAPI document with its documentation page. See producers/admin/README.md.
 
-#include <openssl/sha.h>
 #include <strings.h>
 
 #include <limits>
@@ -36,29 +35,7 @@ enum class Scope { kNone, kRead, kWrite };
 // "write:tokA,read:tokB"; a bare token has the write scope.
 std::map<std::string, Scope> ParseAdminTokens(const std::string& spec) {
   std::map<std::string, Scope> out;
-  std::size_t start = 0;
-  while (start <= spec.size()) {
-    auto comma = spec.find(',', start);
-    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (item.rfind("read:", 0) == 0) out[item.substr(5)] = Scope::kRead;
-    else if (item.rfind("write:", 0) == 0) out[item.substr(6)] = Scope::kWrite;
-    else if (!item.empty()) out[item] = Scope::kWrite;
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  out.erase("");
-  return out;
-}
-
-std::string Sha256Hex(const std::string& s) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), md);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : md) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
+  for (const auto& [token, label] : config::ParseTokens(spec)) out[token] = label == "read" ? Scope::kRead : Scope::kWrite;
   return out;
 }
 
@@ -119,20 +96,20 @@ constexpr int kMaxDepth = 32;
 // (PostgreSQL text cannot hold one, and C strings would cut it short). Iterative; the parser
 // already bounded the depth.
 void RejectNul(const Json& root) {
-  std::vector<std::pair<const Json*, std::string>> todo = {{&root, ""}};
-  while (!todo.empty()) {
-    auto [j, pointer] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const Json*, std::string>> pending = {{&root, ""}};
+  while (!pending.empty()) {
+    auto [j, pointer] = pending.back();
+    pending.pop_back();
     if (j->is_string() && j->get_ref<const std::string&>().find('\0') != std::string::npos) {
       throw InvalidInput("a string must not contain a NUL character (\\u0000)", pointer);
     }
     if (j->is_object()) {
       for (const auto& [k, v] : j->items()) {
         if (k.find('\0') != std::string::npos) throw InvalidInput("a key must not contain a NUL character", pointer);
-        todo.emplace_back(&v, pointer + "/" + k);
+        pending.emplace_back(&v, pointer + "/" + k);
       }
     } else if (j->is_array()) {
-      for (std::size_t i = 0; i < j->size(); ++i) todo.emplace_back(&(*j)[i], pointer + "/" + std::to_string(i));
+      for (std::size_t i = 0; i < j->size(); ++i) pending.emplace_back(&(*j)[i], pointer + "/" + std::to_string(i));
     }
   }
 }
@@ -219,7 +196,7 @@ void ThrowTemplateErrors(const std::vector<schema::ValidationError>& problems) {
 
 // Sample variables for a preview: what enrichment would build for a synthetic user (in the
 // preview's locale) and synthetic movies, with the caller's data on top; declared data fields
-// the caller did not give get a visible placeholder.
+// the caller did not give show as "[field]".
 Json SampleVars(const schema::EventTypeInfo& type, const std::string& locale, const Json& data) {
   model::NotificationRequest req;
   req.event_id = "preview";
@@ -439,11 +416,8 @@ int RunAdmin(const config::Config& config) {
 
   auto publish = [&](const std::string& topic, const std::string& key, const std::string& value,
                      std::vector<kafka::Header> headers = {}) {
-    kafka::AckGroup acks;
     if (headers.empty()) headers.push_back({"herald-event-id", key});
-    st.Producer().Produce({topic, key, value, headers}, acks.Track());
-    auto failures = acks.Wait(std::chrono::seconds(10));
-    if (!failures.empty()) throw TransientError("the broker did not acknowledge the event: " + failures.front().error);
+    st.Producer().ProduceSync({topic, key, value, headers}, std::chrono::seconds(10));
   };
 
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;

@@ -34,24 +34,6 @@ Routed RouteEvent(nlohmann::json event, const schema::Registry& registry,
 
 namespace {
 
-// Tokens: "tokenA,auth:tokenB" — a bare token may publish any source, "source:token" only its own.
-std::map<std::string, std::string> ParseTokens(const std::string& spec) {
-  std::map<std::string, std::string> tokens;
-  std::size_t start = 0;
-  while (start <= spec.size()) {
-    auto comma = spec.find(',', start);
-    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) {
-      auto colon = item.find(':');
-      if (colon == std::string::npos) tokens[item] = "";
-      else tokens[item.substr(colon + 1)] = item.substr(0, colon);
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return tokens;
-}
-
 }  // namespace
 
 int RunIngest(const config::Config& config) {
@@ -60,7 +42,8 @@ int RunIngest(const config::Config& config) {
   }
   stage::Stage st(config, {"ingest", {}});
   auto registry = schema::Registry::Load(config.schema_dir);
-  auto tokens = ParseTokens(config.ingest_token);
+  // "tokenA,auth:tokenB": a bare token may publish any source, "source:token" only its own.
+  auto tokens = config::ParseTokens(config.ingest_token);
   auto& accepted = st.Metrics().GetCounter("herald_ingest_events_total", "Events accepted by the ingest API");
   auto& rejected = st.Metrics().GetCounter("herald_ingest_rejected_total", "Requests rejected by the ingest API");
   auto& raw = st.Http().Raw();
@@ -104,13 +87,10 @@ int RunIngest(const config::Config& config) {
       nlohmann::json out = {{"error", errors[0]["error"]}, {"field", errors[0]["field"]}, {"errors", errors}};
       return http::Json(res, 400, out);
     }
-    kafka::AckGroup acks;
     try {
-      for (const auto& r : routed) {
-        st.Producer().Produce({r.topic, r.key, r.event.dump(), {{"herald-event-id", r.event_id}}}, acks.Track());
-      }
-      auto failures = acks.Wait(std::chrono::seconds(10));
-      if (!failures.empty()) throw TransientError(failures.front().error);
+      std::vector<kafka::OutRecord> records;
+      for (const auto& r : routed) records.push_back({r.topic, r.key, r.event.dump(), {{"herald-event-id", r.event_id}}});
+      st.Producer().ProduceAll(records, std::chrono::seconds(10));
     } catch (const Error& e) {
       res.set_header("Retry-After", "1");
       return http::JsonError(res, 503, std::string("the broker did not acknowledge the event: ") + e.what());

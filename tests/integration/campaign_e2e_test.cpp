@@ -171,6 +171,19 @@ Segment Premium() {
   return seg;
 }
 
+// Launches an email campaign to the premium segment and returns once half of the `expected`
+// emails were sent.
+std::string LaunchToPremiumUntilHalfSent(const std::string& name, const std::string& movie, long long expected) {
+  auto id = Launch({{"name", name},
+                    {"event_type", "promo.new_releases"},
+                    {"segment", {{"tags", {"premium"}}}},
+                    {"channels", {"email"}},
+                    {"content", {movie}},
+                    {"deliver_window", {{"from", "00:00"}, {"to", "00:00"}}}});
+  REQUIRE(WaitUntil([&] { return Stats(id)["progress"]["sent"].get<long long>() >= expected / 2; }, 300s, 20ms));
+  return id;
+}
+
 }  // namespace
 
 TEST_CASE("a 50,000-recipient campaign starts by itself at start_at, finishes, and its statistics equal what the providers received") {
@@ -232,13 +245,7 @@ TEST_CASE("pause at about half stops fan-out and sending; resume continues: ever
   auto premium = Premium();
   int segment = premium.size;
   long long expected = static_cast<long long>(premium.reachable.size());
-  auto id = Launch({{"name", "Premium picks"},
-                    {"event_type", "promo.new_releases"},
-                    {"segment", {{"tags", {"premium"}}}},
-                    {"channels", {"email"}},
-                    {"content", {"movie-7"}},
-                    {"deliver_window", {{"from", "00:00"}, {"to", "00:00"}}}});
-  REQUIRE(WaitUntil([&] { return Stats(id)["progress"]["sent"].get<long long>() >= expected / 2; }, 300s, 20ms));
+  auto id = LaunchToPremiumUntilHalfSent("Premium picks", "movie-7", expected);
   Api("POST", "/v1/campaigns/" + id + "/pause", json::object());
 
   json s;
@@ -280,13 +287,7 @@ TEST_CASE("cancel mid-way: nothing more is sent and the remainder is counted as 
   auto premium = Premium();
   int segment = premium.size;
   long long expected = static_cast<long long>(premium.reachable.size());
-  auto id = Launch({{"name", "Premium picks, take two"},
-                    {"event_type", "promo.new_releases"},
-                    {"segment", {{"tags", {"premium"}}}},
-                    {"channels", {"email"}},
-                    {"content", {"movie-8"}},
-                    {"deliver_window", {{"from", "00:00"}, {"to", "00:00"}}}});
-  REQUIRE(WaitUntil([&] { return Stats(id)["progress"]["sent"].get<long long>() >= expected / 2; }, 300s, 20ms));
+  auto id = LaunchToPremiumUntilHalfSent("Premium picks, take two", "movie-8", expected);
   auto c = Api("POST", "/v1/campaigns/" + id + "/cancel", json::object());
   CHECK(c["state"] == "cancelled");
   auto at_cancel = static_cast<long long>(S().MailFiles());

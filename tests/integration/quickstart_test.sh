@@ -12,9 +12,11 @@ echo "$out" | grep -q "Subject: " || { echo "FAIL: the email's subject is not sh
 echo "$out" | grep -q "2 welcome email(s) delivered end to end" || { echo "FAIL: demo did not complete"; exit 1; }
 # The manager console and the API documentation are served by the running system.
 admin_url=$(grep '^export HERALD_ADMIN_URL=' "$state/dev.env" | cut -d"'" -f2)
-curl -sf "$admin_url/console/" | grep -q '<title>' || { echo "FAIL: the console is not served at $admin_url/console/"; exit 1; }
+# (Each page is read whole before grep looks at it: grep -q stopping early would break curl's
+# pipe, and pipefail would count that as a failure.)
+page=$(curl -sf "$admin_url/console/") && grep -q '<title>' <<<"$page" || { echo "FAIL: the console is not served at $admin_url/console/"; exit 1; }
 curl -sf "$admin_url/console/app.js" >/dev/null || { echo "FAIL: the console's script is not served"; exit 1; }
-curl -sf "$admin_url/openapi.json" | grep -q '"openapi"' || { echo "FAIL: /openapi.json is not served"; exit 1; }
+page=$(curl -sf "$admin_url/openapi.json") && grep -q '"openapi"' <<<"$page" || { echo "FAIL: /openapi.json is not served"; exit 1; }
 pids=$(cat "$state"/pids/*.pid)
 "$root/build/herald" dev down --state-dir "$state"
 for p in $pids; do

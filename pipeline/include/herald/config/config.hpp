@@ -104,6 +104,10 @@ void Apply(Config& config, const std::string& name, const std::string& value);
 /// Parses "250ms", "5s", "2m", "1h", "7d" or a bare number of milliseconds.
 std::chrono::milliseconds ParseDuration(const std::string& text);
 
+/// A token list setting: "tokenA,label:tokenB" → {token: label} ("" for a bare token).
+/// Used by HERALD_INGEST_TOKEN (label = source) and HERALD_ADMIN_TOKEN (label = scope).
+std::map<std::string, std::string> ParseTokens(const std::string& spec);
+
 /// Markdown table of all keys (docs/configuration.md).
 std::string Describe();
 

@@ -47,6 +47,9 @@ class Producer {
 
   /// Produces and waits for the broker's acknowledgement; throws TransientError on failure.
   DeliveryReport ProduceSync(const OutRecord& record, std::chrono::milliseconds timeout);
+  /// Produces every record and waits until the broker acknowledged all of them; throws
+  /// TransientError naming how many failed (and the first reason) or that time ran out.
+  void ProduceAll(const std::vector<OutRecord>& records, std::chrono::milliseconds timeout);
 
   /// Waits until every queued record is delivered or failed. Returns false on timeout.
   bool Flush(std::chrono::milliseconds timeout);
