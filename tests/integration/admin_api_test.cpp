@@ -299,7 +299,7 @@ std::unique_ptr<pqxx::connection> Pg() { return herald::pg::Connect(S().Env("HER
 // 1. Authentication and scopes
 // =====================================================================================
 
-TEST_CASE("requests without a valid bearer token get 401, a JSON error and WWW-Authenticate: Bearer",
+TEST_CASE("requests without a valid bearer token get 401, a JSON error and a WWW-Authenticate Bearer header",
           "[admin][auth]") {
   auto before = S().Admin("GET", "/v1/campaigns", nullptr, S().AdminToken(false));
   REQUIRE(before.status == 200);
@@ -1752,7 +1752,7 @@ TEST_CASE("the OpenAPI document and the docs page are served without a token", "
   CHECK(Contains(docs.raw, "openapi.json"));
 }
 
-TEST_CASE("every documented /v1 route is served: without a token it is 401 (unsubscribe: 400), never 404",
+TEST_CASE("every documented /v1 route is served (without a token 401, unsubscribe 400, never 404)",
           "[admin][docs][routes]") {
   const json& doc = Api().Doc();
   const std::map<std::string, std::string> params = {{"{event_type}", "comment.liked"}, {"{channel}", "push"},
