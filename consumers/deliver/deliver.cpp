@@ -6,12 +6,12 @@
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
 #include "deliver/providers.hpp"
+#include "deliver/render.hpp"
 #include "enrich/timing.hpp"
 #include "herald/campaign/state.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
-#include "herald/common/unsubscribe.hpp"
 #include "herald/redis/client.hpp"
 #include "herald/redis/rate_limiter.hpp"
 #include "herald/schema/registry.hpp"
@@ -33,13 +33,6 @@ struct Item {
 
 // Emails sent per rate-limiter acquisition (one SMTP connection sends them in turn).
 constexpr std::size_t kEmailChunk = 8;
-// How long an unsubscribe link stays valid.
-constexpr auto kUnsubscribeValidity = std::chrono::hours(24 * 60);
-
-// Account and security mail (welcome, password reset) is transactional: no unsubscribe.
-bool Unsubscribable(const schema::EventTypeInfo* type) {
-  return type && !type->critical && type->category != "account" && type->category != "security";
-}
 
 }  // namespace
 
@@ -80,7 +73,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     provider = std::make_unique<deliver::HttpProvider>(deliver::HttpProvider::Options{
         channel,
         channel == "sms" ? config.sms_url : channel == "telegram" ? config.telegram_url : config.push_url,
-        config.telegram_token, config.http_concurrency, config.http_connect_timeout, config.http_timeout});
+        channel == "sms" ? config.sms_token : channel == "telegram" ? config.telegram_token : config.push_token,
+        config.http_concurrency, config.http_connect_timeout, config.http_timeout});
     limiter = std::make_unique<redis::RateLimiter>(
         redis, redis::RateLimiter::Options{channel, config.provider_rate, config.provider_burst, 0.05, 0.1});
   }
@@ -95,7 +89,14 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& retried = outcome_counter("retried");
   auto& fallbacks = outcome_counter("fallback");
   auto& dupes = m.GetCounter("herald_duplicates_suppressed_total", "Deliveries skipped because already sent", l);
-  auto& e2e = m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent", l);
+  auto e2e = [&, by_priority = std::map<model::Priority, metrics::Histogram*>()](model::Priority p) mutable -> metrics::Histogram& {
+    auto& h = by_priority[p];
+    if (!h) {
+      h = &m.GetHistogram("herald_end_to_end_seconds", "Event created_dt to sent",
+                          {{"channel", channel}, {"provider", provider_name}, {"priority", std::string(model::PriorityName(p))}});
+    }
+    return *h;
+  };
   auto& limiter_waits = m.GetCounter("herald_rate_limiter_waits_total", "Times sends waited for the provider's rate limit", l);
   auto& throttles = m.GetCounter("herald_provider_throttled_total", "429 answers from the provider", l);
   auto& yields = m.GetCounter("herald_priority_yields_total",
@@ -201,17 +202,9 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         case deliver::ClaimState::kClaimed:
           break;
       }
-      const auto* tmpl = templates->Find(d.request.event_type, d.channel, d.locale);
       try {
-        if (!tmpl) throw InvalidInput("no template for " + d.request.event_type + "/" + d.channel + "/" + d.locale);
-        std::string unsubscribe = UnsubscribeUrl(
-            config.unsubscribe_url,
-            MakeUnsubscribeToken(config.unsubscribe_secret,
-                                 {d.request.user_id, type ? type->category : d.request.event_type,
-                                  std::chrono::system_clock::now() + kUnsubscribeValidity}));
-        d.vars["unsubscribe_url"] = unsubscribe;
-        auto rendered = templates::Render(*tmpl, d.vars);
-        items.push_back({&msg, d, std::move(rendered), Unsubscribable(type) ? unsubscribe : ""});
+        auto prepared = deliver::Render(d, type, *templates, config.unsubscribe_url, config.unsubscribe_secret);
+        items.push_back({&msg, d, std::move(prepared.rendered), std::move(prepared.list_unsubscribe)});
       } catch (const InvalidInput& e) {
         claims.MarkDone(d.notification_id, d.channel, "failed");
         st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, e.what()));
@@ -254,7 +247,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       st.EmitStatus(ctx, s);
       if (status == model::Status::kSent) {
         sent.Inc();
-        e2e.Observe(std::chrono::duration<double>(s.at - d.request.created).count());
+        e2e(d.request.priority).Observe(std::chrono::duration<double>(s.at - d.request.created).count());
         return;
       }
       failed.Inc();

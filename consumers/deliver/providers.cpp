@@ -11,7 +11,8 @@ using nlohmann::json;
 HttpProvider::HttpProvider(Options options)
     : options_(std::move(options)),
       client_(http::MultiClient::Options{options_.concurrency, options_.concurrency, options_.connect_timeout,
-                                         options_.timeout, "herald-deliver-" + options_.channel, ""}) {
+                                         options_.timeout, "herald-deliver-" + options_.channel,
+                                         options_.channel == "telegram" ? "" : options_.token}) {
   if (options_.channel != "sms" && options_.channel != "telegram" && options_.channel != "push") {
     throw ConfigError("no HTTP provider for channel '" + options_.channel + "'");
   }
@@ -73,6 +74,19 @@ ProviderOutcome HttpProvider::Classify(const std::string& channel, const http::R
   if (!body.is_discarded() && body.is_object()) {
     if (body.contains("description") && body["description"].is_string()) o.detail += ": " + body["description"].get<std::string>();
     else if (body.contains("error")) o.detail += ": " + (body["error"].is_string() ? body["error"].get<std::string>() : body["error"].dump());
+  }
+  // 401, and 403 from sms/push, mean the provider refused Herald's own credentials (a
+  // missing, wrong or revoked HERALD_<CHANNEL>_TOKEN): a misconfiguration, not the
+  // recipient's fault. Rejecting would move every recipient to their next channel (or mark
+  // them failed) until someone noticed; retrying keeps the notifications in the retry tiers,
+  // then in the DLQ to replay once the token is fixed. Telegram's 403 stays a rejection: it
+  // is "bot was blocked by the user", about that one chat (a bad bot token answers 401).
+  const bool credentials_refused = res.status == 401 || (res.status == 403 && channel != "telegram");
+  if (credentials_refused) {
+    o.result = SendResult::kRetryLater;
+    o.detail += " (the provider refused Herald's credentials: check HERALD_" +
+                std::string(channel == "sms" ? "SMS" : channel == "push" ? "PUSH" : "TELEGRAM") + "_TOKEN)";
+    return o;
   }
   if (res.status == 429 || res.status >= 500 || res.status == 200 || res.status == 408) {
     // 200 with an unusable body is a provider glitch: try again rather than give up.

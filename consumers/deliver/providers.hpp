@@ -3,9 +3,13 @@
 // push (FCM-like). A provider sends a batch concurrently on libcurl multi (at most
 // `concurrency` requests in flight) and classifies each outcome:
 //   sent        — accepted (with the provider's message id)
-//   retry later — timeouts, connection failures, 5xx, 429 (with Retry-After when given)
-//   rejected    — permanent for this address: invalid number (400), bot blocked (403),
-//                 unregistered token (404); the notification moves to the next channel.
+//   retry later — timeouts, connection failures, 5xx, 429 (with Retry-After when given), and
+//                 401 (any channel) / 403 (sms, push): the provider refused Herald's own
+//                 credentials, a misconfiguration that no other channel should pay for; the
+//                 notification waits in the retry tiers (then the DLQ, for a replay once the
+//                 token is fixed)
+//   rejected    — permanent for this address: invalid number (400), bot blocked (telegram's
+//                 403), unregistered token (404); the notification moves to the next channel.
 // Not thread-safe: one provider per delivery thread.
 
 #include <chrono>
@@ -39,7 +43,8 @@ class HttpProvider {
   struct Options {
     std::string channel;   // sms | telegram | push
     std::string base_url;
-    std::string token;     // telegram bot token
+    std::string token;     // telegram: the bot token, in the URL; sms, push: sent as
+                           // "Authorization: Bearer <token>" when not empty
     std::size_t concurrency = 16;
     std::chrono::milliseconds connect_timeout{1000};
     std::chrono::milliseconds timeout{10000};

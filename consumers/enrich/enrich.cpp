@@ -124,14 +124,8 @@ model::StatusRecord StatusWithoutDelivery(const model::NotificationRequest& req,
   return s;
 }
 
-}  // namespace enrich
-
-int RunEnrich(const config::Config& config) {
-  const auto& catalog = topics::Catalog();
-  stage::Stage st(config, {"enrich", {catalog.Requests()}});
-  auto registry = schema::Registry::Load(config.schema_dir);
-  redis::Client redis(config.redis_url);
-  enrich::EnricherOptions eo;
+EnricherOptions OptionsFromConfig(const config::Config& config) {
+  EnricherOptions eo;
   eo.auth_url = config.auth_url;
   eo.ugc_url = config.ugc_url;
   eo.movies_url = config.movies_url;
@@ -140,13 +134,13 @@ int RunEnrich(const config::Config& config) {
   eo.timeout = config.http_timeout;
   eo.breaker_open_for = config.breaker_open_for;
   eo.cache_ttl = config.cache_ttl;
-  std::unique_ptr<pqxx::connection> pg;
-  eo.preferences = [&](const std::set<std::string>& ids) {
+  auto pg = std::make_shared<std::unique_ptr<pqxx::connection>>();
+  eo.preferences = [pg, pg_url = config.pg_url](const std::set<std::string>& ids) {
     std::map<std::string, nlohmann::json> out;
     std::string list = nlohmann::json(ids).dump();
     try {
-      if (!pg || !pg->is_open()) pg = pg::Connect(config.pg_url);
-      pqxx::work tx(*pg);
+      if (!*pg || !(*pg)->is_open()) *pg = pg::Connect(pg_url);
+      pqxx::work tx(**pg);
       const char* in = " = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))";
       for (const auto& r : tx.exec_params(std::string("SELECT user_id, array_to_json(channels)::text, quiet_hours::text, "
                                                       "locale FROM preferences WHERE user_id") + in, list)) {
@@ -161,12 +155,22 @@ int RunEnrich(const config::Config& config) {
       }
       tx.commit();
     } catch (const pqxx::failure& e) {
-      pg.reset();
+      pg->reset();
       throw TransientError(std::string("preferences unavailable: ") + e.what());
     }
     return out;
   };
-  enrich::Enricher enricher(eo, *registry, &redis, st.Metrics());
+  return eo;
+}
+
+}  // namespace enrich
+
+int RunEnrich(const config::Config& config) {
+  const auto& catalog = topics::Catalog();
+  stage::Stage st(config, {"enrich", {catalog.Requests()}});
+  auto registry = schema::Registry::Load(config.schema_dir);
+  redis::Client redis(config.redis_url);
+  enrich::Enricher enricher(enrich::OptionsFromConfig(config), *registry, &redis, st.Metrics());
   campaign::States campaign_states(redis, config.pg_url);
   auto clock = TimeSource::FromSpec(config.clock);
   timing::Buckets buckets(redis, {.shards = config.bucket_shards});

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "herald/cache/two_level.hpp"
+#include "herald/config/config.hpp"
 #include "herald/http/breaker.hpp"
 #include "herald/http/multi_client.hpp"
 #include "herald/metrics/registry.hpp"
@@ -57,6 +58,10 @@ struct Outcome {
   model::StatusRecord status;
   std::string reason;
 };
+
+/// The options of the enrich stage's configuration, with preferences read from PostgreSQL
+/// (config.pg_url, one query pair per batch; a lost connection is reopened on the next).
+EnricherOptions OptionsFromConfig(const config::Config& config);
 
 class Enricher {
  public:

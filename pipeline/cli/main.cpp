@@ -20,12 +20,14 @@
 #include "herald/dev/stack.hpp"
 #include "herald/http/client.hpp"
 #include "herald/kafka/embedded_broker.hpp"
+#include "herald/kafka/topic_admin.hpp"
 #include "herald/pg/migrate.hpp"
 #include "herald/schema/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/template/store.hpp"
 #include "herald/topics/catalog.hpp"
 #include "producers.hpp"
+#include "replay/replay.hpp"
 #include "stages.hpp"
 
 namespace {
@@ -51,6 +53,39 @@ int TopicsList() {
                 t.key.c_str());
   }
   return 0;
+}
+
+// `topics plan` exits 2 for "changes pending" (like terraform's detailed exit code), so its
+// failures are caught here and exit 1 rather than main's 2 for configuration errors.
+int TopicsPlan(const Config& config, bool json) {
+  try {
+    auto desired = herald::kafka::DeclaredTopics();
+    herald::kafka::TopicAdmin admin({config.brokers, config.kafka});
+    auto plan = herald::kafka::ComputePlan(desired, admin.Observe(desired));
+    if (json) {
+      std::cout << herald::kafka::PlanToJson(plan).dump(2) << "\n";
+    } else {
+      std::cout << herald::kafka::FormatPlan(plan);
+    }
+    return plan.ExitCode();
+  } catch (const herald::Error& e) {
+    std::cerr << "herald: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int TopicsApply(const Config& config) {
+  try {
+    auto desired = herald::kafka::DeclaredTopics();
+    herald::kafka::TopicAdmin admin({config.brokers, config.kafka});
+    auto observed = admin.Observe(desired);
+    auto report = admin.Apply(herald::kafka::ComputePlan(desired, observed), observed);
+    std::cout << herald::kafka::FormatApplyReport(report);
+    return report.ExitCode();
+  } catch (const herald::Error& e) {
+    std::cerr << "herald: " << e.what() << "\n";
+    return 1;
+  }
 }
 
 int Migrate(const Config& config) {
@@ -312,8 +347,31 @@ int main(int argc, char** argv) {
   publish->add_option("--file,-f", publish_opts.file, "JSON file (default: stdin)");
   publish->add_option("--topic", publish_opts.topic, "Override the topic");
   publish->add_flag("--no-validate", no_validate, "Send as is (for testing dead letters; needs --topic)");
+  auto* replay = app.add_subcommand("replay", "Records of a topic over a time range: to a file, to another topic, or a dry run of the pipeline");
+  herald::producers::replay::Options replay_opts;
+  replay->add_option("--topic", replay_opts.topic, "Topic to read")->required();
+  replay->add_option("--from", replay_opts.from, "Start (inclusive): RFC 3339, now, or an age such as 2h")->required();
+  replay->add_option("--to", replay_opts.to, "End (exclusive): RFC 3339, now, or an age")->capture_default_str();
+  replay->add_option("--partition", replay_opts.partitions, "Only this partition (repeatable)");
+  replay->add_option("--where", replay_opts.where, "field=value filter, e.g. event_type=episode.released or user_id=u-1 (repeatable, all must match)");
+  replay->add_option("--format", replay_opts.format, "jsonl or csv")->capture_default_str();
+  replay->add_option("--out,-o", replay_opts.out, "Output file (- = stdout)")->capture_default_str();
+  replay->add_option("--publish", replay_opts.publish, "Re-produce the records to this topic (a sandbox)");
+  replay->add_flag("--allow-live", replay_opts.allow_live, "Let --publish target one of Herald's own topics");
+  replay->add_flag("--dry-run", replay_opts.dry_run, "Plan, enrich and render the records; write what would be sent, send nothing");
+  replay->add_flag("--scan", replay_opts.scan, "Find the range by scanning timestamps, not the broker's time index");
+  replay->add_option("--limit", replay_opts.limit, "Stop after this many matching records (0 = all)")->capture_default_str();
+  replay->add_flag("--quiet,-q", replay_opts.quiet, "No progress or summary on stderr");
   auto* topics = app.add_subcommand("topics", "Kafka topics declared in topics/topics.json");
   auto* topics_list = topics->add_subcommand("list", "Print every declared topic");
+  auto* topics_plan = topics->add_subcommand(
+      "plan", "Compare the cluster with the declarations; exit 0 in sync, 2 changes pending, 1 error");
+  bool topics_json = false;
+  topics_plan->add_flag("--json", topics_json, "Machine-readable plan");
+  topics_plan->fallthrough();
+  auto* topics_apply = topics->add_subcommand(
+      "apply", "Create missing topics and align their configs; never deletes or repartitions");
+  topics_apply->fallthrough();
   topics->require_subcommand(1);
   auto* migrate = app.add_subcommand("migrate", "Apply the PostgreSQL migrations and load the default templates");
   auto* tmpl = app.add_subcommand("templates", "Notification templates stored in PostgreSQL");
@@ -363,7 +421,7 @@ int main(int argc, char** argv) {
   std::string down_dir = ".herald";
   dev_down->add_option("--state-dir", down_dir)->capture_default_str();
 
-  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, scheduler, ingest, admin, apikey, publish, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
+  for (auto* sub : {cfg_cmd, plan, enrich, deliver, ledger, retry, scheduler, ingest, admin, apikey, publish, replay, topics, migrate, tmpl, demo, dev}) sub->fallthrough();
   for (auto* sub : {apikey_create, topics_list, tmpl_list, tmpl_show, tmpl_save, dev_broker, dev_fakes, dev_up, dev_down}) sub->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
@@ -392,7 +450,10 @@ int main(int argc, char** argv) {
       publish_opts.validate = !no_validate;
       return herald::producers::RunPublish(config, publish_opts, std::cout);
     }
+    if (*replay) return herald::producers::replay::Run(config, replay_opts, std::cout, std::cerr);
     if (*topics_list) return TopicsList();
+    if (*topics_plan) return TopicsPlan(config, topics_json);
+    if (*topics_apply) return TopicsApply(config);
     if (*migrate) return Migrate(config);
     if (*tmpl_list) return TemplatesList(config);
     if (*tmpl_show) return TemplatesShow(config, tmpl_key, tmpl_version);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "herald/common/errors.hpp"
+#include "herald/redis/client.hpp"
 
 extern char** environ;
 
@@ -34,6 +35,24 @@ std::function<void(Config&, const std::string&)> Str(Field Config::*field) {
   return [field](Config& c, const std::string& v) { c.*field = v; };
 }
 
+// HERALD_REDIS_PASSWORD is folded into redis_url by whichever of the two settings comes
+// last, so environment variables and flags may arrive in any order and every Redis client
+// keeps taking just the URL. The URL is checked here too, so a bad one (or rediss://)
+// stops the process at start-up with the setting's name.
+void SetRedisUrl(Config& c, const std::string& url) {
+  try {
+    redis::ParseUrl(url);
+    c.redis_url = c.redis_password.empty() ? url : redis::WithPassword(url, c.redis_password);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("HERALD_REDIS_URL: ") + e.what());
+  }
+}
+
+void SetRedisPassword(Config& c, const std::string& password) {
+  c.redis_password = password;
+  if (!password.empty()) c.redis_url = redis::WithPassword(c.redis_url, password);
+}
+
 std::vector<Key> BuildKeys() {
   using namespace std::chrono;
   std::vector<Key> k;
@@ -43,12 +62,13 @@ std::vector<Key> BuildKeys() {
                  std::move(set)});
   };
   add("HERALD_BROKERS", "brokers", "127.0.0.1:39092", "Kafka bootstrap servers", Str(&Config::brokers));
-  add("HERALD_KAFKA_<OPTION>", "kafka", "", "Raw librdkafka setting: HERALD_KAFKA_SECURITY_PROTOCOL=ssl or --kafka security.protocol=ssl (repeatable)",
+  add("HERALD_KAFKA_<OPTION>", "kafka", "", "Raw librdkafka setting: HERALD_KAFKA_SECURITY_PROTOCOL=ssl or --kafka security.protocol=ssl (repeatable); HERALD_KAFKA_SASL_PASSWORD_FILE=/path reads sasl.password from a file",
       [](Config& c, const std::string& v) {
         auto eq = v.find('=');
         if (eq == std::string::npos || eq == 0) throw ConfigError("--kafka expects key=value, got '" + v + "'");
         c.kafka[v.substr(0, eq)] = v.substr(eq + 1);
-      });
+      },
+      true);
   add("HERALD_GROUP_ID", "group-id", "herald-<stage>", "Consumer group id", Str(&Config::group_id));
   add("HERALD_GROUP_INSTANCE_ID", "group-instance-id", "", "Static group membership id (fewer rebalances on restart)", Str(&Config::group_instance_id));
   add("HERALD_BATCH_SIZE", "batch-size", "500", "Records per poll batch",
@@ -61,7 +81,12 @@ std::vector<Key> BuildKeys() {
   add("HERALD_DRAIN_TIMEOUT", "drain-timeout", "8s", "On SIGTERM, how long in-flight work may take before the stage leaves its group",
       [](Config& c, const std::string& v) { c.drain_timeout = ParseDuration(v); });
   add("HERALD_PG_URL", "pg-url", "postgresql://postgres@127.0.0.1:5432/herald", "PostgreSQL connection URL", Str(&Config::pg_url), true);
-  add("HERALD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis://[:password@]host:port/db)", Str(&Config::redis_url), true);
+  add("HERALD_REDIS_URL", "redis-url", "redis://127.0.0.1:6379/0",
+      "Redis URL: redis://[[user]:password@]host:port/db, user and password percent-encoded; a user is a Redis 6 ACL user (AUTH user password). "
+      "rediss:// is refused: Herald has no TLS to Redis, so run a TLS-terminating sidecar (e.g. stunnel) and point this URL at it",
+      SetRedisUrl, true);
+  add("HERALD_REDIS_PASSWORD", "redis-password", "", "Redis password; when set it replaces the password in HERALD_REDIS_URL (the URL's user is kept), so the URL can live in a ConfigMap",
+      SetRedisPassword, true);
   add("HERALD_AUTH_URL", "auth-url", "http://127.0.0.1:18081", "auth API base URL", Str(&Config::auth_url));
   add("HERALD_UGC_URL", "ugc-url", "http://127.0.0.1:18082", "ugc API base URL", Str(&Config::ugc_url));
   add("HERALD_MOVIES_URL", "movies-url", "http://127.0.0.1:18083", "movies API base URL", Str(&Config::movies_url));
@@ -93,6 +118,8 @@ std::vector<Key> BuildKeys() {
       });
   add("HERALD_FANOUT_MAX_LAG", "fanout-max-lag", "100000", "A fan-out waits while downstream consumers lag by more than this many records",
       [](Config& c, const std::string& v) { c.fanout_max_lag = static_cast<std::int64_t>(ParseSize("HERALD_FANOUT_MAX_LAG", v)); });
+  add("HERALD_LAG_INTERVAL", "lag-interval", "15s", "How often `herald admin` measures every consumer group's lag from committed offsets (herald_consumer_lag, also while a stage is down); 0 turns it off",
+      [](Config& c, const std::string& v) { c.lag_interval = ParseDuration(v); });
   add("HERALD_CLOCK", "clock", "system", "Time source for timing decisions and the scheduler: system, or file:/path holding an RFC 3339 instant (tests, drills)",
       Str(&Config::clock));
   add("HERALD_SCHEDULER_LEASE", "scheduler-lease", "30s", "How long a scheduler replica holds a bucket it releases before another may take it over",
@@ -114,9 +141,11 @@ std::vector<Key> BuildKeys() {
   add("HERALD_SMTP_USER", "smtp-user", "", "SMTP user name", Str(&Config::smtp_user), true);
   add("HERALD_SMTP_PASSWORD", "smtp-password", "", "SMTP password", Str(&Config::smtp_password), true);
   add("HERALD_SMS_URL", "sms-url", "", "SMS provider base URL", Str(&Config::sms_url));
+  add("HERALD_SMS_TOKEN", "sms-token", "", "SMS provider API token, sent as Authorization: Bearer <token> (none when empty)", Str(&Config::sms_token), true);
   add("HERALD_TELEGRAM_URL", "telegram-url", "", "Telegram Bot API base URL", Str(&Config::telegram_url));
   add("HERALD_TELEGRAM_TOKEN", "telegram-token", "herald-dev-bot", "Telegram bot token", Str(&Config::telegram_token), true);
   add("HERALD_PUSH_URL", "push-url", "", "Push provider base URL", Str(&Config::push_url));
+  add("HERALD_PUSH_TOKEN", "push-token", "", "Push provider API token, sent as Authorization: Bearer <token> (none when empty)", Str(&Config::push_token), true);
   add("HERALD_PROVIDER_RATE", "provider-rate", "200", "Messages per second a provider (sms, telegram, push) is sent, across all replicas; a 429 lowers it adaptively",
       [](Config& c, const std::string& v) {
         c.provider_rate = static_cast<double>(ParseSize("HERALD_PROVIDER_RATE", v));
@@ -180,9 +209,11 @@ std::string ReadSecretFile(const std::string& name, const std::string& path) {
   return v;
 }
 
-// Environment variables that are not Herald settings but are written to dev.env for scripts.
+// Environment variables that are not Herald settings but are written to dev.env for scripts,
+// or are read by `herald dev fakes` (the tokens its fake sms and push providers require).
 bool IsInformational(const std::string& name) {
-  return name == "HERALD_STATE_DIR" || name == "HERALD_BROKERS_DIRECT";
+  return name == "HERALD_STATE_DIR" || name == "HERALD_BROKERS_DIRECT" || name == "HERALD_FAKE_SMS_TOKEN" ||
+         name == "HERALD_FAKE_PUSH_TOKEN";
 }
 
 }  // namespace
@@ -240,10 +271,19 @@ Config FromEnvironment(const std::map<std::string, std::string>& env) {
   Config c;
   for (const auto& [name, value] : env) {
     if (!name.starts_with("HERALD_") || IsInformational(name)) continue;
+    auto from_both = [&](const std::string& base) {
+      if (env.contains(base)) throw ConfigError("both " + base + " and " + name + " are set: keep one");
+    };
     if (name.starts_with("HERALD_KAFKA_")) {
-      std::string opt = name.substr(13);
+      // HERALD_KAFKA_SASL_PASSWORD_FILE=/path: sasl.password from the file. Unambiguous, as
+      // no librdkafka property ends in ".file" (file paths are the *.location properties).
+      constexpr std::size_t kPrefix = sizeof("HERALD_KAFKA_") - 1;
+      bool kafka_file = name.ends_with("_FILE") && name.size() > kPrefix + 5;
+      std::string base = kafka_file ? name.substr(0, name.size() - 5) : name;
+      if (kafka_file) from_both(base);
+      std::string opt = base.substr(kPrefix);
       for (auto& ch : opt) ch = ch == '_' ? '.' : static_cast<char>(std::tolower(ch));
-      c.kafka[opt] = value;
+      c.kafka[opt] = kafka_file ? ReadSecretFile(name, value) : value;
       continue;
     }
     // A setting whose own name ends in _FILE (HERALD_SMTP_CA_FILE) is itself; otherwise
@@ -264,6 +304,7 @@ Config FromEnvironment(const std::map<std::string, std::string>& env) {
     if (from_file && !key->secret) {
       throw ConfigError(name + ": only secrets can be read from files");
     }
+    if (from_file) from_both(base);
     key->set(c, from_file ? ReadSecretFile(name, value) : value);
   }
   return c;

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -197,6 +198,17 @@ std::string_view PushStatus(int status) {
 }
 
 bool IsGet(const httplib::Request& req) { return req.method == "GET" || req.method == "HEAD"; }
+
+// `herald dev fakes` has no flag for the providers' tokens: the dev stack passes them in the
+// environment of the fakes process.
+FakeServerOptions WithProviderToken(FakeRole role, FakeServerOptions options) {
+  if (options.bearer_token.empty() && (role == FakeRole::kSms || role == FakeRole::kPush)) {
+    if (const char* token = std::getenv(role == FakeRole::kSms ? kFakeSmsTokenEnv : kFakePushTokenEnv)) {
+      options.bearer_token = token;
+    }
+  }
+  return options;
+}
 
 // Path segments without the leading '/'; empty segments are kept so "/a//b" is not "/a/b".
 std::vector<std::string_view> Segments(std::string_view path) {
@@ -507,7 +519,11 @@ struct LogEntry {
 class FakeServer::Impl {
  public:
   Impl(FakeRole role, FakeServerOptions options)
-      : role_(role), options_(std::move(options)), random_(options_.seed), port_(options_.port), server_(stopping_) {
+      : role_(role),
+        options_(WithProviderToken(role, std::move(options))),
+        random_(options_.seed),
+        port_(options_.port),
+        server_(stopping_) {
     const auto threads = std::max<std::size_t>(options_.threads, 1);
     // httplib takes ownership of the returned queue (it wraps it in a unique_ptr).
     server_.new_task_queue = [threads] { return std::make_unique<httplib::ThreadPool>(threads).release(); };
@@ -657,6 +673,7 @@ class FakeServer::Impl {
   }
 
   void Route(const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(req, res)) return;
     const auto segments = Segments(req.path);
     switch (role_) {
       case FakeRole::kAuth: RouteAuth(req, res, segments); break;
@@ -666,6 +683,21 @@ class FakeServer::Impl {
       case FakeRole::kTelegram: RouteTelegram(req, res, segments); break;
       case FakeRole::kPush: RoutePush(req, res, segments); break;
     }
+  }
+
+  // Providers given a bearer token answer 401 without it, in their own error shape.
+  bool Authorized(const httplib::Request& req, httplib::Response& res) const {
+    if (options_.bearer_token.empty() || (role_ != FakeRole::kSms && role_ != FakeRole::kPush)) return true;
+    const auto header = req.get_header_value("Authorization");
+    if (header == "Bearer " + options_.bearer_token) return true;
+    const auto message = header.empty() ? std::string("missing Authorization: Bearer <token>") : std::string("invalid bearer token");
+    res.set_header("WWW-Authenticate", "Bearer");
+    if (role_ == FakeRole::kPush) {
+      SendJson(res, 401, {{"error", {{"code", 401}, {"status", "UNAUTHENTICATED"}, {"message", message}}}});
+    } else {
+      SendJson(res, 401, {{"error", message}, {"code", "unauthorized"}});
+    }
+    return false;
   }
 
   // --- responses -------------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
+#include "herald/dev/fake_servers.hpp"
 #include "herald/http/client.hpp"
 #include "herald/pg/migrate.hpp"
 #include "herald/schema/registry.hpp"
@@ -315,6 +316,12 @@ void DevStack::Up() {
 
     std::map<std::string, int> fake_ports;
     Child fakes{"fakes", {options_.herald_binary, "dev", "fakes", "--users", std::to_string(options_.fake_users)}};
+    // The fake sms and push providers require a bearer token, as real ones do, so the stack
+    // exercises HERALD_SMS_TOKEN / HERALD_PUSH_TOKEN end to end.
+    env_["HERALD_SMS_TOKEN"] = "dev-sms-" + RandomUuid().substr(0, 8);
+    env_["HERALD_PUSH_TOKEN"] = "dev-push-" + RandomUuid().substr(0, 8);
+    fakes.env[kFakeSmsTokenEnv] = env_["HERALD_SMS_TOKEN"];
+    fakes.env[kFakePushTokenEnv] = env_["HERALD_PUSH_TOKEN"];
     for (const char* role : {"auth", "ugc", "movies", "sms", "telegram", "push"}) {
       fake_ports[role] = FreePort();
       fakes.argv.push_back(std::string("--") + role + "-port");

@@ -11,9 +11,12 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "herald/common/errors.hpp"
 #include "herald/common/logging.hpp"
 #include "herald/common/time.hpp"
+#include "herald/metrics/registry.hpp"
 #include "kafka/rdkafka_util.hpp"
 
 namespace herald::kafka {
@@ -194,6 +197,55 @@ struct ConsumerLoop::Impl {
     }
   }
 
+  // Consumer lag per assigned partition from librdkafka's statistics (every
+  // statistics.interval.ms), as herald_consumer_lag{group,topic,partition}: the partition's
+  // high watermark minus the group's committed offset (the stored offset before the first
+  // commit, everything retained before any). Series of partitions this member no longer
+  // owns are removed, so a revoked partition does not keep reporting a stale lag here.
+  std::set<std::pair<std::string, std::int32_t>> lag_series;
+  void ReportLag(const char* json, std::size_t len) {
+    auto doc = nlohmann::json::parse(json, json + len, nullptr, false);
+    if (!doc.is_object() || !doc.contains("topics") || !doc["topics"].is_object()) return;
+    auto& m = metrics::Default();
+    const std::string& group = owner->options_.group_id;
+    auto labels = [&](const std::string& topic, std::int32_t partition) {
+      return metrics::Labels{{"group", group}, {"topic", topic}, {"partition", std::to_string(partition)}};
+    };
+    std::set<std::pair<std::string, std::int32_t>> seen;
+    for (const auto& [name, topic] : doc["topics"].items()) {
+      if (!topic.is_object() || !topic.contains("partitions") || !topic["partitions"].is_object()) continue;
+      for (const auto& [id, p] : topic["partitions"].items()) {
+        if (!p.is_object()) continue;
+        auto partition = p.value("partition", std::int32_t{-1});
+        if (partition < 0 || !p.value("desired", false)) continue;  // -1: the internal UA partition
+        auto lag = p.value("consumer_lag", std::int64_t{-1});
+        if (lag < 0) lag = p.value("consumer_lag_stored", std::int64_t{-1});
+        if (lag < 0) {
+          auto hi = p.value("hi_offset", std::int64_t{-1});
+          auto lo = p.value("lo_offset", std::int64_t{-1});
+          if (hi >= 0 && lo >= 0) lag = hi - lo;
+        }
+        if (lag < 0) continue;  // watermarks not known yet
+        m.GetGauge("herald_consumer_lag", "Records of a partition the group has not committed yet", labels(name, partition))
+            .Set(static_cast<double>(lag));
+        seen.insert({name, partition});
+      }
+    }
+    for (const auto& [topic, partition] : lag_series) {
+      if (!seen.count({topic, partition})) m.RemoveGauge("herald_consumer_lag", labels(topic, partition));
+    }
+    lag_series = std::move(seen);
+  }
+
+  static int OnStats(rd_kafka_t*, char* json, std::size_t len, void* opaque) {
+    try {
+      static_cast<Impl*>(opaque)->ReportLag(json, len);
+    } catch (const std::exception& e) {
+      static_cast<Impl*>(opaque)->log->warn("consumer statistics not understood: {}", e.what());
+    }
+    return 0;  // librdkafka frees the JSON
+  }
+
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
@@ -269,12 +321,15 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
       // full wait, which would add up to 500 ms (the default) per hop. Priority-lane consumers
       // (delivery) keep it shortest: their high lane is latency-critical.
       {"fetch.wait.max.ms", options_.lanes.empty() ? "100" : "20"},
+      // How often librdkafka reports statistics, from which the consumer lag metric comes.
+      {"statistics.interval.ms", "5000"},
   };
   if (!options_.group_instance_id.empty()) {
     defaults["group.instance.id"] = options_.group_instance_id;
   }
   auto conf = detail::BuildConf(defaults, options_.settings);
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::OnRebalance);
+  rd_kafka_conf_set_stats_cb(conf.get(), &Impl::OnStats);
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   impl_->rk = detail::CreateHandle(RD_KAFKA_CONSUMER, std::move(conf));
   rd_kafka_poll_set_consumer(impl_->rk.get());

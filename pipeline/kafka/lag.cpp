@@ -1,6 +1,7 @@
 #include "herald/kafka/lag.hpp"
 
 #include "herald/common/errors.hpp"
+#include "herald/common/logging.hpp"
 #include "kafka/rdkafka_util.hpp"
 
 namespace herald::kafka {
@@ -60,6 +61,56 @@ std::int64_t LagMonitor::Lag(const std::string& topic, bool* committed_any) {
   }
   if (committed_any) *committed_any = any;
   return total;
+}
+
+GroupLagExporter::GroupLagExporter(std::string brokers, Settings settings,
+                                   std::map<std::string, std::vector<std::string>> groups,
+                                   std::chrono::milliseconds interval, metrics::Registry& registry)
+    : brokers_(std::move(brokers)),
+      settings_(std::move(settings)),
+      groups_(std::move(groups)),
+      interval_(interval),
+      registry_(registry) {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      MeasureOnce();
+      lock.lock();
+      cv_.wait_for(lock, interval_, [this] { return stop_; });
+    }
+  });
+}
+
+GroupLagExporter::~GroupLagExporter() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void GroupLagExporter::MeasureOnce() {
+  for (const auto& [group, topics] : groups_) {
+    try {
+      auto& monitor = monitors_[group];
+      if (!monitor) monitor = std::make_unique<LagMonitor>(brokers_, settings_, group);
+      for (const auto& topic : topics) {
+        for (const auto& p : monitor->Partitions(topic)) {
+          registry_
+              .GetGauge("herald_consumer_lag", "Records of a partition the group has not committed yet",
+                        {{"group", group}, {"topic", topic}, {"partition", std::to_string(p.partition)}})
+              .Set(static_cast<double>(p.lag));
+        }
+      }
+      if (failing_[group]) Logger("kafka")->info("lag of {} measurable again", group);
+      failing_[group] = false;
+    } catch (const std::exception& e) {
+      if (!failing_[group]) Logger("kafka")->warn("cannot measure the lag of {}: {}", group, e.what());
+      failing_[group] = true;
+    }
+  }
 }
 
 }  // namespace herald::kafka

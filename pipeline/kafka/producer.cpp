@@ -94,7 +94,7 @@ void Producer::Produce(const OutRecord& record, DeliveryCallback on_delivery) {
     impl_->in_flight.fetch_add(1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         impl_->rk.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
-        RD_KAFKA_V_PARTITION(record.partition),
+        RD_KAFKA_V_PARTITION(record.partition), RD_KAFKA_V_TIMESTAMP(record.timestamp_ms),
         RD_KAFKA_V_KEY(record.key.empty() ? nullptr : const_cast<char*>(record.key.data()),
                        record.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),

@@ -48,13 +48,14 @@ Histogram::Histogram(std::vector<double> bounds)
   std::sort(bounds_.begin(), bounds_.end());
 }
 
-void Histogram::Observe(double v) {
+void Histogram::Observe(double v, std::uint64_t n) {
+  if (n == 0) return;
   auto it = std::lower_bound(bounds_.begin(), bounds_.end(), v);
-  buckets_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(1, std::memory_order_relaxed);
+  buckets_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(n, std::memory_order_relaxed);
   double cur = sum_.load(std::memory_order_relaxed);
-  while (!sum_.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
+  while (!sum_.compare_exchange_weak(cur, cur + v * static_cast<double>(n), std::memory_order_relaxed)) {
   }
-  count_.fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(n, std::memory_order_relaxed);
 }
 
 Histogram::Snapshot Histogram::Take() const {
@@ -106,6 +107,12 @@ Histogram& Registry::GetHistogram(const std::string& name, const std::string& he
   auto& slot = GetFamily(name, help, "histogram").histograms[labels];
   if (!slot) slot = std::make_unique<Histogram>(std::move(bounds));
   return *slot;
+}
+
+void Registry::RemoveGauge(const std::string& name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it != families_.end()) it->second.gauges.erase(labels);
 }
 
 std::string Registry::Render() const {

@@ -2,7 +2,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include <cctype>
+#include <string_view>
+
 #include "herald/common/errors.hpp"
+#include "herald/http/client.hpp"
 
 namespace herald::redis {
 namespace {
@@ -34,16 +38,77 @@ Reply Convert(const redisReply* r) {
 
 }  // namespace
 
+namespace {
+
+constexpr std::string_view kScheme = "redis://";
+constexpr std::string_view kTlsScheme = "rediss://";
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 percent-decoding ('+' is a plus, not a space: this is not a form).
+std::string PercentDecode(std::string_view text, const char* part, const std::string& url) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out += text[i];
+      continue;
+    }
+    int hi = i + 2 < text.size() ? HexDigit(text[i + 1]) : -1;
+    int lo = hi >= 0 ? HexDigit(text[i + 2]) : -1;
+    if (hi < 0 || lo < 0) {
+      throw ConfigError(std::string("redis URL ") + RedactUrl(url) + ": the " + part +
+                        " has a '%' that is not followed by two hex digits; percent-encode it as %25");
+    }
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+
+}  // namespace
+
+std::string RedactUrl(const std::string& url) {
+  // The user info ends at the last '@': a password may hold a raw '@' or '/'.
+  auto at = url.rfind('@');
+  if (at == std::string::npos) return url;
+  auto scheme_end = url.find("://");
+  std::size_t begin = scheme_end == std::string::npos || scheme_end > at ? 0 : scheme_end + 3;
+  std::string_view auth(url.data() + begin, at - begin);
+  auto colon = auth.find(':');
+  std::string shown = colon == std::string_view::npos ? "***" : std::string(auth.substr(0, colon)) + ":***";
+  return url.substr(0, begin) + shown + url.substr(at);
+}
+
 Address ParseUrl(const std::string& url) {
+  if (url.starts_with(kTlsScheme)) {
+    throw ConfigError("redis URL " + RedactUrl(url) +
+                      ": rediss:// (TLS to Redis) is not supported, because hiredis 0.14, which Herald "
+                      "is built with, has no TLS. Run a TLS-terminating sidecar next to the stage (e.g. "
+                      "stunnel in client mode: it listens on 127.0.0.1 without TLS and connects to Redis "
+                      "over TLS) and point HERALD_REDIS_URL at it: redis://[user:password@]127.0.0.1:<port>/<db>");
+  }
+  if (!url.starts_with(kScheme)) {
+    throw ConfigError("redis URL must start with redis://: " + RedactUrl(url));
+  }
   Address a;
-  std::string rest = url;
-  if (rest.rfind("redis://", 0) != 0) throw ConfigError("redis URL must start with redis://: " + url);
-  rest = rest.substr(8);
-  auto at = rest.find('@');
+  std::string rest = url.substr(kScheme.size());
+  auto at = rest.rfind('@');
   if (at != std::string::npos) {
-    std::string auth = rest.substr(0, at);
+    std::string_view auth(rest.data(), at);
     auto colon = auth.find(':');
-    a.password = colon == std::string::npos ? auth : auth.substr(colon + 1);
+    if (colon == std::string_view::npos) {
+      a.password = PercentDecode(auth, "password", url);  // redis://password@host, before ACL users
+    } else {
+      a.user = PercentDecode(auth.substr(0, colon), "user", url);
+      a.password = PercentDecode(auth.substr(colon + 1), "password", url);
+    }
     rest = rest.substr(at + 1);
   }
   auto slash = rest.find('/');
@@ -52,7 +117,7 @@ Address ParseUrl(const std::string& url) {
     try {
       a.db = std::stoi(rest.substr(slash + 1));
     } catch (const std::exception&) {
-      throw ConfigError("redis URL has a bad database number: " + url);
+      throw ConfigError("redis URL has a bad database number: " + RedactUrl(url));
     }
   }
   auto colon = hostport.rfind(':');
@@ -61,11 +126,23 @@ Address ParseUrl(const std::string& url) {
     try {
       a.port = std::stoi(hostport.substr(colon + 1));
     } catch (const std::exception&) {
-      throw ConfigError("redis URL has a bad port: " + url);
+      throw ConfigError("redis URL has a bad port: " + RedactUrl(url));
     }
   }
-  if (a.host.empty()) throw ConfigError("redis URL has no host: " + url);
+  if (a.host.empty()) throw ConfigError("redis URL has no host: " + RedactUrl(url));
   return a;
+}
+
+std::string FormatUrl(const Address& a) {
+  std::string auth;
+  if (!a.user.empty() || !a.password.empty()) auth = http::UrlEncode(a.user) + ":" + http::UrlEncode(a.password) + "@";
+  return std::string(kScheme) + auth + a.host + ":" + std::to_string(a.port) + "/" + std::to_string(a.db);
+}
+
+std::string WithPassword(const std::string& url, const std::string& password) {
+  Address a = ParseUrl(url);
+  a.password = password;
+  return FormatUrl(a);
 }
 
 struct Client::Impl {
@@ -84,14 +161,23 @@ struct Client::Impl {
                            std::to_string(address.port) + ": " + why);
     }
     redisSetTimeout(ctx.get(), tv);
-    auto check = [&](const Reply& r, const char* what) {
+    const std::string where = address.host + ":" + std::to_string(address.port);
+    auto check = [&](const Reply& r, const std::string& what, const char* hint) {
       if (r.type == Reply::Type::kError) {
         ctx.reset();
-        throw ConfigError(std::string("Redis ") + what + " failed: " + r.str + " (check HERALD_REDIS_URL)");
+        throw ConfigError("Redis " + what + " at " + where + " failed: " + r.str + " (" + hint + ")");
       }
     };
-    if (!address.password.empty()) check(Run({"AUTH", address.password}), "AUTH");
-    if (address.db != 0) check(Run({"SELECT", std::to_string(address.db)}), "SELECT");
+    // A named user is a Redis 6 ACL user (AUTH user password); a password alone
+    // authenticates the default user, which is also what requirepass protects.
+    if (!address.user.empty()) {
+      check(Run({"AUTH", address.user, address.password}), "AUTH as user '" + address.user + "'",
+            "check the user and password in HERALD_REDIS_URL, or HERALD_REDIS_PASSWORD");
+    } else if (!address.password.empty()) {
+      check(Run({"AUTH", address.password}), "AUTH",
+            "check the password in HERALD_REDIS_URL, or HERALD_REDIS_PASSWORD");
+    }
+    if (address.db != 0) check(Run({"SELECT", std::to_string(address.db)}), "SELECT", "check HERALD_REDIS_URL");
   }
 
   void Append(const std::vector<std::string>& args) {

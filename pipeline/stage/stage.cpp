@@ -46,6 +46,9 @@ Stage::Stage(const config::Config& config, StageSpec spec)
   dead_letters_ = &m.GetCounter("herald_dead_letters_total", "Records sent to the dead-letter topic", l);
   batch_seconds_ = &m.GetHistogram("herald_batch_processing_seconds",
                                    "Time to process one batch, including waiting for acks", l);
+  processing_seconds_ = &m.GetHistogram(
+      "herald_processing_seconds",
+      "Per record: from its batch being handed to the stage until its output is acknowledged and its offset stored", l);
   produced_ = &m.GetCounter("herald_records_produced_total", "Records produced", l);
   failed_ = &m.GetCounter("herald_records_failed_total", "Records whose processing failed", l);
   retried_ = &m.GetCounter("herald_retries_total", "Records sent to a retry tier", l);
@@ -206,6 +209,10 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
            config_.group_id.empty() ? "herald-" + spec_.name : config_.group_id, config_.http_host,
            http_.Port());
   StartSignalWatcher();
+  consumer_->SetCommitHook([this](std::span<const kafka::Message> batch) {
+    processing_seconds_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - batch_started_).count(), batch.size());
+  });
   consumer_->Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     if (auto fatal = kafka::FatalError(); !fatal.empty()) {
       // Nothing produced from now on could be acknowledged: stop, leave the group, and let
@@ -214,6 +221,7 @@ int Stage::Run(const kafka::ConsumerLoop::BatchHandler& handler) {
       throw TransientError("fatal Kafka error, stopping: " + fatal);
     }
     auto t0 = std::chrono::steady_clock::now();
+    batch_started_ = t0;
     consumed_->Inc(batch.size());
     handler(batch, ctx);
     batch_seconds_->Observe(

@@ -83,6 +83,18 @@ const std::string& TopicCatalog::Deliver(std::string_view channel,
 const std::string& TopicCatalog::Status() const { return One("status").name; }
 const std::string& TopicCatalog::Dlq() const { return One("dlq").name; }
 
+std::map<std::string, std::vector<std::string>> TopicCatalog::ConsumerGroups() const {
+  std::map<std::string, std::vector<std::string>> groups;
+  for (const auto& t : topics_) {
+    if (t.family == "events") groups["herald-plan"].push_back(t.name);
+    if (t.family == "requests") groups["herald-enrich"].push_back(t.name);
+    if (t.family == "deliver") groups["herald-deliver-" + t.channel].push_back(t.name);
+    if (t.family == "retry") groups["herald-retry"].push_back(t.name);
+    if (t.family == "status") groups["herald-ledger"].push_back(t.name);
+  }
+  return groups;
+}
+
 std::vector<const TopicSpec*> TopicCatalog::Family(std::string_view family) const {
   std::vector<const TopicSpec*> out;
   for (const auto& t : topics_) {

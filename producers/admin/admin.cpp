@@ -16,13 +16,15 @@
 #include "herald/common/logging.hpp"
 #include "herald/common/unsubscribe.hpp"
 #include "herald/dev/fake_servers.hpp"
-#include "herald/pg/migrate.hpp"
+#include "herald/kafka/lag.hpp"
 #include "herald/kafka/reader.hpp"
+#include "herald/pg/migrate.hpp"
 #include "herald/redis/client.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/stats/stats.hpp"
 #include "herald/template/store.hpp"
 #include "herald/timing/window.hpp"
+#include "herald/topics/catalog.hpp"
 #include "producers.hpp"
 
 namespace herald::producers {
@@ -383,6 +385,12 @@ int RunAdmin(const config::Config& config) {
   auto& requests = m.GetCounter("herald_admin_requests_total", "Admin API requests answered");
   auto& rejected = m.GetCounter("herald_admin_rejected_total", "Admin API requests refused (4xx)");
   auto& unsubscribed = m.GetCounter("herald_unsubscribes_total", "Opt-outs recorded from unsubscribe links");
+  // Every stage's consumer lag, also while the stage is down (its own statistics stop then).
+  std::unique_ptr<kafka::GroupLagExporter> lag_exporter;
+  if (config.lag_interval.count() > 0) {
+    lag_exporter = std::make_unique<kafka::GroupLagExporter>(config.brokers, config.kafka, topics::Catalog().ConsumerGroups(),
+                                                             config.lag_interval, m);
+  }
 
   // API keys stored in PostgreSQL (only their SHA-256), looked up on a miss and remembered
   // for a minute; configured tokens are checked first.

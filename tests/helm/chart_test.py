@@ -16,8 +16,10 @@ Checks:
      by a stage or listed in producedOnlyTopics.
   4. Every HERALD_* variable the chart sets (config, stage env, secrets, templates) is a setting
      `herald config` documents (HERALD_KAFKA_* raw settings allowed, <NAME>_FILE only for
-     secrets), and the binary accepts the chart's environment and flags (`herald config` run
-     with them exits 0); for values.yaml and every helm/herald/ci/*.yaml on top of it.
+     secrets, HERALD_KAFKA_<OPTION>_FILE when `herald config` marks HERALD_KAFKA_<OPTION> as
+     readable from a file), no setting is both in config and in secrets, and the binary accepts
+     the chart's environment and flags (`herald config` run with them exits 0); for values.yaml
+     and every helm/herald/ci/*.yaml on top of it.
   5. Every key in values.yaml and helm/herald/ci/*.yaml has a comment.
   6. Every metric the Grafana dashboard queries is registered in the C++ sources, or is one of
      the names issue 8 will add.
@@ -40,6 +42,7 @@ NOT_DEPLOYED = {
     "config": "prints the settings",
     "apikey": "operator tool (creates admin API keys)",
     "publish": "client tool",
+    "replay": "analyst tool (time-range export, sandbox re-publish, dry run)",
     "topics": "operator tool; the chart renders topics as Strimzi KafkaTopics",
     "templates": "operator tool",
     "demo": "development stack demo",
@@ -415,11 +418,18 @@ def check_environment(rep, binary, label, values, documented, template_vars, fla
         for k, v in (s.get("env") or {}).items():
             sources.append((k, f"stages.{name}.env", v))
     secret_files = []
+    # HERALD_KAFKA_<OPTION>_FILE: the binary reads any raw Kafka setting from a file when its
+    # table marks the HERALD_KAFKA_<OPTION> row as a secret.
+    kafka_files = documented.get("HERALD_KAFKA_<OPTION>", {}).get("secret", False)
+    config_vars = {k for k, v in (values.get("config") or {}).items() if v is not None and str(v) != ""}
     for k, e in (values.get("secrets") or {}).items():
         if not isinstance(e, dict) or not e.get("secretName"):
             continue
+        if k in config_vars:
+            rep.fail(f"{label}: {k} is both in config and in secrets; the binary refuses NAME with NAME_FILE")
         if e.get("asFile"):
-            if k.startswith("HERALD_KAFKA_") or not documented.get(k, {}).get("secret"):
+            file_ok = kafka_files if k.startswith("HERALD_KAFKA_") else documented.get(k, {}).get("secret")
+            if not file_ok:
                 rep.fail(f"{label}: secrets.{k}.asFile: `herald config` offers no {k}_FILE (only settings marked secret)")
             if e.get("optional"):
                 rep.fail(f"{label}: secrets.{k}: asFile and optional cannot be combined")
@@ -435,7 +445,7 @@ def check_environment(rep, binary, label, values, documented, template_vars, fla
 
     def valid(var):
         if var.startswith("HERALD_KAFKA_"):
-            return True
+            return not var.endswith("_FILE") or kafka_files
         if var in documented and "<" not in var:
             return True
         return var.endswith("_FILE") and documented.get(var[:-5], {}).get("secret", False)
@@ -453,6 +463,10 @@ def check_environment(rep, binary, label, values, documented, template_vars, fla
         for var, where, value in sources:
             if where == "config" and (value is None or str(value) == ""):
                 continue  # the chart skips empty config values
+            if where == "templates" and var in secret_files:
+                # The templates only mention it (a message, a check); the chart sets <NAME>_FILE,
+                # and the binary refuses NAME together with NAME_FILE.
+                continue
             if var.endswith("_FILE") and var[:-5] in secret_files:
                 path = os.path.join(tmp, var)
                 with open(path, "w") as f:

@@ -14,6 +14,7 @@
 #include "herald/kafka/embedded_broker.hpp"
 #include "herald/kafka/lag.hpp"
 #include "herald/kafka/producer.hpp"
+#include "herald/metrics/registry.hpp"
 #include "herald/stage/stage.hpp"
 #include "support/support.hpp"
 
@@ -499,4 +500,46 @@ TEST_CASE("Stage::Retry climbs the tiers with origin and attempt, then dead-lett
   CHECK(letter["error_class"] == "exhausted");
   CHECK(letter["original"] == "payload-2");
   CHECK(letter["reason"].get<std::string>().find("after 3 attempts") != std::string::npos);
+}
+
+TEST_CASE("the consumer loop reports its lag per partition from librdkafka's statistics", "[kafka][metrics]") {
+  Broker().CreateTopic("t.lagstats", 2, 1);
+  ProduceN("t.lagstats", 40);
+  auto o = ConsumerOpts("g.lagstats", "t.lagstats");
+  o.settings["statistics.interval.ms"] = "100";
+  Producer producer(ProducerOpts());
+  ConsumerLoop loop(o, producer);
+  auto& registry = herald::metrics::Default();
+  auto lag = [&](int partition) {
+    auto text = registry.Render();
+    std::string series = "herald_consumer_lag{group=\"g.lagstats\",partition=\"" + std::to_string(partition) +
+                         "\",topic=\"t.lagstats\"} ";
+    auto pos = text.find(series);
+    return pos == std::string::npos ? -1.0 : std::stod(text.substr(pos + series.size()));
+  };
+  // Nothing is processed (every batch is deferred) until `accept`: the loop keeps polling,
+  // so statistics arrive, and the whole retained partition counts as lag.
+  std::atomic<bool> accept{false};
+  std::atomic<int> processed{0};
+  std::thread t([&] {
+    loop.Run([&](std::span<const Message> batch, BatchContext& ctx) {
+      for (const auto& m : batch) {
+        if (ctx.IsDeferred(m)) continue;
+        if (!accept.load()) {
+          ctx.Defer(m);
+          ctx.PauseFor(m, 20ms);
+          continue;
+        }
+        processed.fetch_add(1);
+      }
+    });
+  });
+  bool lagging = WaitUntil([&] { return lag(0) >= 0 && lag(1) >= 0 && lag(0) + lag(1) == 40; }, 20s);
+  accept.store(true);
+  // Offsets are committed once a second; the lag then falls to zero on both partitions.
+  bool caught_up = WaitUntil([&] { return processed.load() == 40 && lag(0) == 0 && lag(1) == 0; }, 20s);
+  loop.Stop();
+  t.join();
+  CHECK(lagging);
+  CHECK(caught_up);
 }

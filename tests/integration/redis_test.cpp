@@ -13,6 +13,7 @@
 #include "deliver/claims.hpp"
 #include "herald/cache/two_level.hpp"
 #include "herald/common/errors.hpp"
+#include "herald/config/config.hpp"
 #include "herald/dev/stack.hpp"
 #include "herald/redis/rate_limiter.hpp"
 #include "herald/timing/buckets.hpp"
@@ -41,6 +42,34 @@ RedisServer& Server() {
   static RedisServer server;
   return server;
 }
+
+// A throwaway redis-server that requires authentication: requirepass for the default user
+// and two Redis 6 ACL users, one with a password that must be percent-encoded in a URL.
+constexpr const char* kDefaultPassword = "def-pw";
+constexpr const char* kOddPassword = "p@ss:w/rd%";  // carol's, raw
+constexpr const char* kOddPasswordEncoded = "p%40ss%3Aw%2Frd%25";
+
+struct AclRedisServer {
+  int port = herald::dev::FreePort();
+  herald::test::TempDir dir;
+  AclRedisServer() {
+    std::string cmd = "redis-server --port " + std::to_string(port) + " --bind 127.0.0.1 --save '' --appendonly no" +
+                      " --daemonize yes --dir " + dir.Path() + " --pidfile " + dir.Path() + "/redis.pid" +
+                      " --requirepass " + kDefaultPassword + " --user alice on '>s3cret' '~*' '&*' '+@all'" +
+                      " --user carol on '>" + kOddPassword + "' '~*' '&*' '+@all' >/dev/null";
+    REQUIRE(herald::test::Run(cmd) == 0);
+    REQUIRE(herald::test::WaitUntil([&] { return herald::test::Run(Cli() + " ping 2>/dev/null | grep -q PONG") == 0; }, 10s));
+  }
+  ~AclRedisServer() {
+    herald::test::Run(Cli() + " shutdown nosave >/dev/null 2>&1 || kill $(cat " + dir.Path() + "/redis.pid) 2>/dev/null");
+  }
+  std::string Cli() const {
+    return "redis-cli -p " + std::to_string(port) + " --user default --pass " + kDefaultPassword + " --no-auth-warning";
+  }
+  std::string Url(const std::string& userinfo) const {
+    return "redis://" + userinfo + "@127.0.0.1:" + std::to_string(port) + "/0";
+  }
+};
 
 }  // namespace
 
@@ -541,4 +570,55 @@ TEST_CASE("the backlog counts parked notifications per due minute", "[redis][buc
   CHECK(releaser.ReleaseDue(At(kT0 + 60), [](const std::vector<Parked>&) {}) == 22);
   CHECK(releaser.Backlog(At(0), At(kT0 + 86400), 1000) ==
         Counts{{kT0 + 120, 1}, {kT0 + 600, 3}, {kT0 + 7200, 1}});
+}
+
+TEST_CASE("a Redis client authenticates as an ACL user, with a percent-encoded password", "[redis][auth]") {
+  AclRedisServer server;
+  auto whoami = [](herald::redis::Client& c) { return c.Command({"ACL", "WHOAMI"}).str; };
+
+  herald::redis::Client alice(server.Url("alice:s3cret"));  // AUTH alice s3cret
+  CHECK(whoami(alice) == "alice");
+  CHECK(alice.Command({"SET", "k", "v"}).str == "OK");
+  herald::redis::Client by_password(server.Url(std::string(":") + kDefaultPassword));  // AUTH def-pw
+  CHECK(whoami(by_password) == "default");
+  herald::redis::Client carol(server.Url(std::string("carol:") + kOddPasswordEncoded));
+  CHECK(whoami(carol) == "carol");
+  CHECK(carol.Command({"GET", "k"}).str == "v");
+
+  // A wrong password: a ConfigError on the first command that names the user and the
+  // settings to check, never the password; retrying would not help.
+  herald::redis::Client wrong(server.Url("alice:not-the-password"));
+  try {
+    wrong.Command({"PING"});
+    FAIL("AUTH with a wrong password succeeded");
+  } catch (const herald::ConfigError& e) {
+    std::string message = e.what();
+    INFO(message);
+    CHECK(message.find("WRONGPASS") != std::string::npos);
+    CHECK(message.find("alice") != std::string::npos);
+    CHECK(message.find("HERALD_REDIS_URL") != std::string::npos);
+    CHECK(message.find("not-the-password") == std::string::npos);
+  }
+  // Decoding is exact: "p%2540ss" is the password "p%40ss", which is not carol's.
+  herald::redis::Client unencoded(server.Url("carol:p%2540ss"));
+  CHECK_THROWS_AS(unencoded.Command({"PING"}), herald::ConfigError);
+  // No credentials at all: the server's NOAUTH error comes back as the reply.
+  herald::redis::Client anonymous("redis://127.0.0.1:" + std::to_string(server.port) + "/0");
+  auto r = anonymous.Command({"GET", "k"});
+  CHECK(r.type == herald::redis::Reply::Type::kError);
+  CHECK(r.str.find("NOAUTH") != std::string::npos);
+}
+
+TEST_CASE("HERALD_REDIS_PASSWORD reaches every client through the configured URL", "[redis][auth][config]") {
+  AclRedisServer server;
+  // The ConfigMap's URL names the user (with a stale password), the Secret holds the password.
+  auto config = herald::config::FromEnvironment(
+      {{"HERALD_REDIS_URL", server.Url("carol:stale")}, {"HERALD_REDIS_PASSWORD", kOddPassword}});
+  herald::redis::Client carol(config.redis_url);
+  CHECK(carol.Command({"ACL", "WHOAMI"}).str == "carol");
+  // Without a user in the URL it is the default user's password.
+  auto plain = herald::config::FromEnvironment(
+      {{"HERALD_REDIS_URL", "redis://127.0.0.1:" + std::to_string(server.port) + "/0"}, {"HERALD_REDIS_PASSWORD", kDefaultPassword}});
+  herald::redis::Client by_password(plain.redis_url);
+  CHECK(by_password.Command({"ACL", "WHOAMI"}).str == "default");
 }

@@ -240,8 +240,9 @@ Computed fields:
 {{- if not $e.key -}}
 {{- fail (printf "secrets.%s.key is empty" $var) -}}
 {{- end -}}
-{{- if and $e.asFile (hasPrefix "HERALD_KAFKA_" $var) -}}
-{{- fail (printf "secrets.%s.asFile: raw Kafka settings cannot be read from files (HERALD_KAFKA_*_FILE would become a librdkafka option); pass it as a variable" $var) -}}
+{{- $plain := get ($.Values.config | default dict) $var -}}
+{{- if and (not (kindIs "invalid" $plain)) (ne (toString $plain) "") -}}
+{{- fail (printf "secrets.%s and config.%s are both set: the binary refuses a setting given twice (%s and %s_FILE); keep one" $var $var $var $var) -}}
 {{- end -}}
 {{- if and $e.asFile $e.optional -}}
 {{- fail (printf "secrets.%s: asFile and optional cannot be combined (the binary stops when a <NAME>_FILE it was given is missing); use a variable for optional secrets" $var) -}}
@@ -282,6 +283,9 @@ float64, so 1000000 would print as 1e+06: whole numbers are printed as integers.
 {{- fail (printf "config.%s is reserved: the chart sets it from httpPort / drainTimeoutSeconds / staticMembership, and group ids are always herald-<stage>" $k) -}}
 {{- end -}}
 {{- if and (not (kindIs "invalid" $v)) (ne (toString $v) "") -}}
+{{- if and (eq $k "HERALD_REDIS_URL") (hasPrefix "rediss://" (toString $v)) -}}
+{{- fail "config.HERALD_REDIS_URL: herald has no TLS to Redis (hiredis 0.14) and refuses rediss:// URLs; run a TLS-terminating sidecar (e.g. stunnel) and point HERALD_REDIS_URL at it, redis://[user:password@]127.0.0.1:<port>/<db> (see the chart README)" -}}
+{{- end -}}
 {{- $_ := set $out $k (include "herald.settingValue" $v) -}}
 {{- end -}}
 {{- end -}}

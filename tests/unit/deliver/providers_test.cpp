@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
 
 #include "deliver/providers.hpp"
+#include "herald/dev/fake_servers.hpp"
 
 using namespace herald::consumers::deliver;
+using herald::dev::FakeRole;
+using herald::dev::FakeServer;
 using herald::http::Response;
 using herald::http::Result;
 
@@ -42,4 +45,56 @@ TEST_CASE("provider answers are classified as sent, retry later or rejected", "[
   Result transport;
   transport.error = "POST http://x: Timeout was reached";
   CHECK(HttpProvider::Classify("push", transport).result == SendResult::kRetryLater);
+}
+
+TEST_CASE("a provider refusing Herald's credentials is retried later, not a fallback", "[providers]") {
+  // 401 (any channel) and 403 (sms, push) are the provider refusing our token: not the
+  // recipient's fault, so never kRejected (which would move the user to the next channel).
+  for (const char* channel : {"sms", "push", "telegram"}) {
+    INFO(channel);
+    auto o = HttpProvider::Classify(channel, Answer(401, R"({"error":"invalid token"})"));
+    CHECK(o.result == SendResult::kRetryLater);
+    CHECK_FALSE(o.throttled);
+    CHECK(o.detail.find("credentials") != std::string::npos);
+  }
+  CHECK(HttpProvider::Classify("sms", Answer(403, R"({"error":"forbidden"})")).result == SendResult::kRetryLater);
+  auto push403 = HttpProvider::Classify("push", Answer(403, R"({"error":{"code":403,"status":"SENDER_ID_MISMATCH"}})"));
+  CHECK(push403.result == SendResult::kRetryLater);
+  CHECK(push403.detail.find("HERALD_PUSH_TOKEN") != std::string::npos);
+  // Telegram's 403 is about one chat (the user blocked the bot): still a rejection.
+  CHECK(HttpProvider::Classify("telegram", Answer(403, R"({"ok":false,"description":"Forbidden: bot was blocked by the user"})")).result ==
+        SendResult::kRejected);
+}
+
+TEST_CASE("sms and push send their token as a bearer token to a provider that requires it", "[providers][http]") {
+  for (auto role : {FakeRole::kSms, FakeRole::kPush}) {
+    const std::string channel(herald::dev::FakeRoleName(role));
+    INFO(channel);
+    herald::dev::FakeServerOptions fake_options;
+    fake_options.bearer_token = "right-token";
+    FakeServer fake(role, fake_options);
+    fake.Start();
+    const OutMessage message{"n-1:" + channel, channel == "sms" ? "+79161234567" : "fcm-0123", "Title", "Text"};
+    auto send = [&](const std::string& token) {
+      HttpProvider provider({channel, fake.BaseUrl(), token, 4, std::chrono::milliseconds(1000), std::chrono::milliseconds(5000)});
+      auto outcomes = provider.SendMany({message});
+      REQUIRE(outcomes.size() == 1);
+      return outcomes.front();
+    };
+
+    auto sent = send("right-token");
+    INFO(sent.detail);
+    CHECK(sent.result == SendResult::kSent);
+    CHECK_FALSE(sent.message_id.empty());
+    CHECK(fake.DeliveredCount() == 1);
+
+    for (const std::string token : {"", "wrong-token"}) {
+      INFO("token '" << token << "'");
+      auto refused = send(token);
+      CHECK(refused.result == SendResult::kRetryLater);  // not kRejected: no fallback
+      CHECK_FALSE(refused.throttled);
+      CHECK(refused.detail.find("answered 401") != std::string::npos);
+    }
+    CHECK(fake.DeliveredCount() == 1);
+  }
 }

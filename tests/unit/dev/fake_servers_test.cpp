@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -583,6 +584,75 @@ TEST_CASE("push answers 404 UNREGISTERED for dead tokens", "[unit][fake][http]")
   CHECK(sent["name"].get<std::string>().starts_with("projects/fake/messages/"));
   CHECK(PostJson(client, "/v1/send", {{"token", "fcm-1"}, {"data", {{"k", 1}}}}, 400)["error"].is_string());
   CHECK(push.server.DeliveredCount() == 1);
+}
+
+TEST_CASE("sms and push given a bearer token answer 401 without it", "[unit][fake][http]") {
+  auto options = Options();
+  options.bearer_token = "s3cret-token";
+  Running sms(FakeRole::kSms, options);
+  Running push(FakeRole::kPush, options);
+  httplib::Client sms_client(sms.server.BaseUrl());
+  httplib::Client push_client(push.server.BaseUrl());
+  Configure(sms_client);
+  Configure(push_client);
+  const Json message{{"to", "+79161234567"}, {"body", "hi"}, {"idempotency_key", "n-1:sms"}};
+  const Json notification{{"token", "fcm-0123"}, {"title", "t"}, {"body", "b"}};
+
+  // No header, a wrong token, the token without the scheme: 401 in each provider's shape.
+  CHECK(PostJson(sms_client, "/v1/messages", message, 401)["error"] == "missing Authorization: Bearer <token>");
+  CHECK(PostJson(push_client, "/v1/send", notification, 401)["error"]["status"] == "UNAUTHENTICATED");
+  for (const char* header : {"Bearer wrong", "s3cret-token", "Bearer s3cret-token-and-more"}) {
+    INFO(header);
+    const httplib::Headers headers{{"Authorization", header}};
+    auto r = sms_client.Post("/v1/messages", headers, message.dump(), "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 401);
+    CHECK(r->get_header_value("WWW-Authenticate") == "Bearer");
+    r = push_client.Post("/v1/send", headers, notification.dump(), "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 401);
+  }
+  CHECK(sms.server.DeliveredCount() == 0);
+  CHECK(push.server.DeliveredCount() == 0);
+
+  // The right token is served.
+  const httplib::Headers good{{"Authorization", "Bearer s3cret-token"}};
+  auto r = sms_client.Post("/v1/messages", good, message.dump(), "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  r = push_client.Post("/v1/send", good, notification.dump(), "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(sms.server.DeliveredCount() == 1);
+  CHECK(push.server.DeliveredCount() == 1);
+
+  // The control API needs no token, and the refused requests are logged with their status.
+  const auto log = GetJson(sms_client, "/_fake/requests?path=/v1/messages", 200)["requests"];
+  REQUIRE(log.size() == 5);
+  CHECK(log[0]["status"] == 401);
+  CHECK(log[4]["status"] == 200);
+}
+
+TEST_CASE("the providers' bearer tokens can come from the environment", "[unit][fake][http]") {
+  // `herald dev fakes` has no flag for them; the dev stack sets these variables.
+  REQUIRE(::setenv(herald::dev::kFakeSmsTokenEnv, "from-env", 1) == 0);
+  Running sms(FakeRole::kSms);
+  Running auth(FakeRole::kAuth);  // not a provider: no token required
+  REQUIRE(::unsetenv(herald::dev::kFakeSmsTokenEnv) == 0);
+  Running push(FakeRole::kPush);  // variable unset: no token required
+  httplib::Client sms_client(sms.server.BaseUrl());
+  httplib::Client auth_client(auth.server.BaseUrl());
+  httplib::Client push_client(push.server.BaseUrl());
+  Configure(sms_client);
+  Configure(auth_client);
+  Configure(push_client);
+  const Json message{{"to", "+79161234567"}, {"body", "hi"}};
+  PostJson(sms_client, "/v1/messages", message, 401);
+  auto r = sms_client.Post("/v1/messages", {{"Authorization", "Bearer from-env"}}, message.dump(), "application/json");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  GetJson(auth_client, "/api/v1/users/u-1", 200);
+  PostJson(push_client, "/v1/send", {{"token", "fcm-1"}}, 200);
 }
 
 // --- control API --------------------------------------------------------------------------

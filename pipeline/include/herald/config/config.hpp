@@ -3,8 +3,11 @@
 // variables and overridden by command-line flags. `herald config` prints the table;
 // docs/configuration.md is generated from it.
 //
-// Secrets (tokens, passwords) may also come from a mounted file: HERALD_<NAME>_FILE.
-// An unknown HERALD_* variable is an error, so a typo never silently falls back to a default.
+// Secrets (tokens, passwords) may also come from a mounted file: HERALD_<NAME>_FILE, and so
+// may raw librdkafka options: HERALD_KAFKA_<OPTION>_FILE (no librdkafka property ends in
+// ".file"; file paths are *.location). The file's trailing newlines are stripped. Setting
+// both NAME and NAME_FILE is an error. An unknown HERALD_* variable is an error, so a typo
+// never silently falls back to a default.
 
 #include <chrono>
 #include <functional>
@@ -17,7 +20,7 @@ namespace herald::config {
 struct Config {
   // Kafka
   std::string brokers = "127.0.0.1:39092";
-  std::map<std::string, std::string> kafka;  // raw librdkafka settings (kafka.*)
+  std::map<std::string, std::string> kafka;  // raw librdkafka settings (HERALD_KAFKA_<OPTION>[_FILE], --kafka)
   std::string group_id;                      // empty = the stage's default herald-<stage>
   std::string group_instance_id;             // static membership when set
   std::size_t batch_size = 500;
@@ -25,7 +28,10 @@ struct Config {
   std::chrono::milliseconds drain_timeout{8000};
   // Storage
   std::string pg_url = "postgresql://postgres@127.0.0.1:5432/herald";
+  // Always the URL to connect with: HERALD_REDIS_PASSWORD, when set, is already folded into
+  // it (whatever the order of variables and flags), so every redis::Client(redis_url) honours it.
   std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string redis_password;  // HERALD_REDIS_PASSWORD: overrides the URL's password when not empty
   // Upstream APIs
   std::string auth_url = "http://127.0.0.1:18081";
   std::string ugc_url = "http://127.0.0.1:18082";
@@ -39,6 +45,7 @@ struct Config {
   std::vector<std::chrono::milliseconds> retry_delays = {std::chrono::seconds(30), std::chrono::minutes(5),
                                                          std::chrono::hours(1)};
   std::int64_t fanout_max_lag = 100'000;
+  std::chrono::milliseconds lag_interval{15'000};  // admin: every group's lag metric
   // Timing
   std::string clock = "system";
   std::chrono::milliseconds scheduler_lease{30'000};
@@ -52,9 +59,11 @@ struct Config {
   std::string smtp_password;
   std::string smtp_ca_file;
   std::string sms_url;
+  std::string sms_token;   // sent as "Authorization: Bearer <token>" when set
   std::string telegram_url;
   std::string telegram_token = "herald-dev-bot";
   std::string push_url;
+  std::string push_token;  // sent as "Authorization: Bearer <token>" when set
   double provider_rate = 200;   // messages/s per provider, shared by all replicas
   double provider_burst = 50;
   double smtp_rate = 100;       // emails/s through the SMTP server, shared by all replicas
@@ -92,7 +101,8 @@ struct Key {
 const std::vector<Key>& Keys();
 
 /// Builds a configuration from environment variables (a map, for testability). Throws
-/// ConfigError for an unknown HERALD_* variable or a malformed value, naming it.
+/// ConfigError for an unknown HERALD_* variable, a malformed value or an unreadable
+/// <NAME>_FILE, naming the variable.
 Config FromEnvironment(const std::map<std::string, std::string>& env);
 
 /// The process environment as a map.

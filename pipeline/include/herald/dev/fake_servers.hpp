@@ -47,7 +47,16 @@ struct FakeServerOptions {
   std::uint64_t user_count = 1'000'000;     // users u-1 .. u-<user_count> exist; others are 404
   std::size_t request_log_limit = 100'000;  // oldest entries dropped beyond this (bounded memory)
   std::size_t threads = 64;                 // worker threads; each open connection holds one
+  // sms and push only (other roles ignore it): when not empty, a data request without
+  // "Authorization: Bearer <bearer_token>" is answered 401, like a real provider given a
+  // missing or wrong API token; the control API never needs it. When empty, the constructor
+  // takes it from the environment variable kFakeSmsTokenEnv / kFakePushTokenEnv, so that
+  // `herald dev fakes` (and the dev stack, which sets them) can require one.
+  std::string bearer_token;
 };
+
+inline constexpr const char* kFakeSmsTokenEnv = "HERALD_FAKE_SMS_TOKEN";
+inline constexpr const char* kFakePushTokenEnv = "HERALD_FAKE_PUSH_TOKEN";
 
 /// One HTTP server for one role, on its own background threads.
 ///

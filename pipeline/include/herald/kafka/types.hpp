@@ -24,6 +24,7 @@ struct OutRecord {
   std::string value;
   std::vector<Header> headers;
   std::int32_t partition = -1;
+  std::int64_t timestamp_ms = 0;  // the record's CreateTime; 0 = now
 };
 
 /// The broker's answer for one produced record.

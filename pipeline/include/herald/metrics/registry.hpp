@@ -35,7 +35,9 @@ class Gauge {
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
-  void Observe(double v);
+  void Observe(double v) { Observe(v, 1); }
+  /// `n` observations of the same value (a batch's records share its processing time).
+  void Observe(double v, std::uint64_t n);
   struct Snapshot {
     std::vector<double> bounds;
     std::vector<std::uint64_t> cumulative;  // per bound, then +Inf
@@ -60,6 +62,9 @@ class Registry {
   Gauge& GetGauge(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& GetHistogram(const std::string& name, const std::string& help,
                           const Labels& labels = {}, std::vector<double> bounds = LatencyBuckets());
+  /// Removes one gauge series (a partition no longer assigned, ...). References to it
+  /// must not be kept: callers of this look the gauge up each time they set it.
+  void RemoveGauge(const std::string& name, const Labels& labels);
   /// The Prometheus text exposition of every metric.
   std::string Render() const;
 

@@ -7,6 +7,7 @@
 // Lifecycle: construct, optionally add HTTP routes via Http(), then Run(handler) blocks until
 // a signal or RequestStop().
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -82,6 +83,8 @@ class Stage {
   metrics::Counter* failed_ = nullptr;
   metrics::Counter* dead_letters_ = nullptr;
   metrics::Histogram* batch_seconds_ = nullptr;
+  metrics::Histogram* processing_seconds_ = nullptr;
+  std::chrono::steady_clock::time_point batch_started_{};
   std::unique_ptr<kafka::Producer> producer_;
   http::Server http_;
   std::atomic<bool> stop_{false};

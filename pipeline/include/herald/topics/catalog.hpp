@@ -3,6 +3,7 @@
 // names come from: stages ask the catalog by role, never spell a name.
 
 #include <chrono>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,6 +44,10 @@ class TopicCatalog {
   const std::string& Status() const;
   const std::string& Dlq() const;
   std::vector<const TopicSpec*> Family(std::string_view family) const;
+  /// Herald's consumer groups under their default names, with the topics each consumes:
+  /// herald-plan (events), herald-enrich (requests), herald-deliver-<channel>, herald-retry,
+  /// herald-ledger (status).
+  std::map<std::string, std::vector<std::string>> ConsumerGroups() const;
 
  private:
   const TopicSpec& One(std::string_view family, std::string_view a = {},
