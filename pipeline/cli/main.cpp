@@ -477,7 +477,8 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const herald::ConfigError& e) {
     std::cerr << "herald: configuration error: " << e.what() << "\n";
-    return 2;
+    // `topics plan` exits 2 for "changes pending"; an error must not look like that.
+    return *topics_plan ? 1 : 2;
   } catch (const std::exception& e) {
     std::cerr << "herald: " << e.what() << "\n";
     return 1;

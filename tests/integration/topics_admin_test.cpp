@@ -236,3 +236,10 @@ TEST_CASE("an unreachable cluster is an error, not a plan", "[topics][admin][kaf
   CHECK(plan.rc == 1);
   CHECK(plan.out.empty());
 }
+
+TEST_CASE("a configuration error in topics plan exits 1, never the 2 of changes pending", "[topics][admin]") {
+  std::string out;
+  int rc = Run("HERALD_NOT_A_SETTING=1 " + std::string(HERALD_BINARY) + " --brokers 127.0.0.1:1 topics plan 2>&1", &out);
+  CHECK(rc == 1);
+  CHECK(Has(out, "unknown environment variable HERALD_NOT_A_SETTING"));
+}
