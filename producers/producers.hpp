@@ -3,6 +3,8 @@
 
 #include <iosfwd>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,6 +27,16 @@ struct Routed {
 /// A source that contradicts `source_hint` is an error.
 Routed RouteEvent(nlohmann::json event, const schema::Registry& registry,
                   const std::string& source_hint);
+
+/// What a POST /v1/events body asks for: one event or a batch (an array, or {"events": [...]}),
+/// each validated and routed; or, when anything is wrong, `error`: the 400 body naming every
+/// problem ({error, field, errors: [{field, error}]}). Never throws on input.
+struct IngestRequest {
+  bool batch = false;
+  std::vector<Routed> routed;
+  nlohmann::json error;  // null when accepted
+};
+IngestRequest ParseIngest(std::string_view body, const schema::Registry& registry, const std::string& source_hint);
 
 int RunIngest(const config::Config& config);
 

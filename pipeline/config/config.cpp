@@ -271,7 +271,7 @@ Config FromEnvironment(const std::map<std::string, std::string>& env) {
   Config c;
   for (const auto& [name, value] : env) {
     if (!name.starts_with("HERALD_") || IsInformational(name)) continue;
-    auto from_both = [&](const std::string& base) {
+    auto from_both = [&env, &name = name](const std::string& base) {
       if (env.contains(base)) throw ConfigError("both " + base + " and " + name + " are set: keep one");
     };
     if (name.starts_with("HERALD_KAFKA_")) {

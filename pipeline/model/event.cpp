@@ -2,6 +2,7 @@
 
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
+#include "herald/common/untrusted_json.hpp"
 
 namespace herald::model {
 namespace {
@@ -50,18 +51,13 @@ std::optional<Priority> ParsePriority(const nlohmann::json& v) {
 
 Event ParseEvent(std::string_view bytes, const schema::Registry& registry,
                  const std::optional<Origin>& origin) {
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(bytes);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InvalidInput(std::string("body is not valid JSON: ") + e.what(), "");
-  }
-  return ParseEventDocument(doc, registry, origin);
+  return ParseEventDocument(ParseUntrusted(bytes), registry, origin);
 }
 
 Event ParseEventDocument(const nlohmann::json& doc, const schema::Registry& registry,
                  const std::optional<Origin>& origin) {
   if (!doc.is_object()) throw InvalidInput("an event must be a JSON object", "");
+  CheckUntrusted(doc);  // before the schema validator recurses into it
   auto errors = registry.Validate(doc);
   if (!errors.empty()) {
     const auto& first = errors.front();

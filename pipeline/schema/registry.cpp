@@ -47,7 +47,48 @@ std::string Pointer(const std::vector<std::string>& context) {
   return out;
 }
 
-std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann::json& doc) {
+// valijson checks `pattern` and `format` with std::regex, which recurses per character and
+// exhausts the stack on strings of some ten thousand characters. No string a pattern or format
+// accepts is anywhere near kLongString (the schemas bound such fields with maxLength far
+// below it, and a date-time is short), and enum values are short too, so validating a copy
+// in which every longer string is replaced by kLongString + 1 letters gives the same verdict
+// and the same messages (valijson's do not quote values) without the risk.
+constexpr std::size_t kLongString = 4096;
+
+bool HasLongString(const nlohmann::json& doc) {
+  std::vector<const nlohmann::json*> pending = {&doc};
+  while (!pending.empty()) {
+    const auto* j = pending.back();
+    pending.pop_back();
+    if (j->is_string() && j->get_ref<const std::string&>().size() > kLongString) return true;
+    if (j->is_structured()) {
+      for (const auto& v : *j) pending.push_back(&v);
+    }
+  }
+  return false;
+}
+
+void ShortenLongStrings(nlohmann::json& doc) {
+  std::vector<nlohmann::json*> pending = {&doc};
+  while (!pending.empty()) {
+    auto* j = pending.back();
+    pending.pop_back();
+    if (j->is_string() && j->get_ref<const std::string&>().size() > kLongString) *j = std::string(kLongString + 1, 'x');
+    if (j->is_structured()) {
+      for (auto& v : *j) pending.push_back(&v);
+    }
+  }
+}
+
+std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann::json& original) {
+  nlohmann::json shortened;
+  const nlohmann::json* target = &original;
+  if (HasLongString(original)) {
+    shortened = original;
+    ShortenLongStrings(shortened);
+    target = &shortened;
+  }
+  const nlohmann::json& doc = *target;
   valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
   valijson::adapters::NlohmannJsonAdapter adapter(doc);

@@ -15,6 +15,7 @@
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
 #include "herald/common/unsubscribe.hpp"
+#include "herald/common/untrusted_json.hpp"
 #include "herald/dev/fake_servers.hpp"
 #include "herald/kafka/lag.hpp"
 #include "herald/kafka/reader.hpp"
@@ -92,45 +93,11 @@ class PgPool {
   std::size_t open_ = 0;
 };
 
-constexpr int kMaxDepth = 32;
-
-// Throws InvalidInput for a string or key holding a NUL character anywhere in `j`
-// (PostgreSQL text cannot hold one, and C strings would cut it short). Iterative; the parser
-// already bounded the depth.
-void RejectNul(const Json& root) {
-  std::vector<std::pair<const Json*, std::string>> pending = {{&root, ""}};
-  while (!pending.empty()) {
-    auto [j, pointer] = pending.back();
-    pending.pop_back();
-    if (j->is_string() && j->get_ref<const std::string&>().find('\0') != std::string::npos) {
-      throw InvalidInput("a string must not contain a NUL character (\\u0000)", pointer);
-    }
-    if (j->is_object()) {
-      for (const auto& [k, v] : j->items()) {
-        if (k.find('\0') != std::string::npos) throw InvalidInput("a key must not contain a NUL character", pointer);
-        pending.emplace_back(&v, pointer + "/" + k);
-      }
-    } else if (j->is_array()) {
-      for (std::size_t i = 0; i < j->size(); ++i) pending.emplace_back(&(*j)[i], pointer + "/" + std::to_string(i));
-    }
-  }
-}
-
 // Parses a JSON request body; throws InvalidInput naming the problem (invalid JSON, nesting
-// deeper than kMaxDepth, numbers out of range, NUL characters).
+// deeper than kMaxJsonDepth, NUL characters).
 Json Body(const httplib::Request& req) {
   if (req.body.empty()) throw InvalidInput("the request needs a JSON body");
-  Json body;
-  try {
-    body = Json::parse(req.body, [](int depth, Json::parse_event_t, Json&) {
-      if (depth > kMaxDepth) throw InvalidInput("the body is nested deeper than " + std::to_string(kMaxDepth) + " levels");
-      return true;
-    });
-  } catch (const Json::exception& e) {
-    throw InvalidInput(std::string("body is not valid JSON: ") + e.what());
-  }
-  RejectNul(body);
-  return body;
+  return ParseUntrusted(req.body);
 }
 
 void RejectUnknown(const Json& body, const std::set<std::string>& allowed) {

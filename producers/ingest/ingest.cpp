@@ -3,6 +3,7 @@
 #include "herald/common/errors.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/logging.hpp"
+#include "herald/common/untrusted_json.hpp"
 #include "herald/model/event.hpp"
 #include "herald/stage/stage.hpp"
 #include "herald/topics/catalog.hpp"
@@ -32,9 +33,39 @@ Routed RouteEvent(nlohmann::json event, const schema::Registry& registry,
   return r;
 }
 
-namespace {
-
-}  // namespace
+IngestRequest ParseIngest(std::string_view body, const schema::Registry& registry, const std::string& source_hint) {
+  IngestRequest out;
+  auto reject = [&](const std::string& error, const std::string& field) {
+    out.error = {{"error", error}, {"field", field}, {"errors", {{{"field", field}, {"error", error}}}}};
+    return out;
+  };
+  nlohmann::json doc;
+  try {
+    doc = ParseUntrusted(body, kMaxJsonDepth, /*reject_nul=*/false);  // each event is checked as it is routed
+  } catch (const InvalidInput& e) {
+    return reject(e.what(), e.Field());
+  }
+  out.batch = doc.is_array() || (doc.is_object() && doc.contains("events") && !doc.contains("event_type"));
+  nlohmann::json items = doc.is_array() ? doc : out.batch ? doc["events"] : nlohmann::json::array({doc});
+  if (!items.is_array() || items.empty() || items.size() > 1000) {
+    return reject("a batch must be a non-empty array of at most 1000 events", "/events");
+  }
+  // Validate everything first: a batch is accepted whole or not at all.
+  nlohmann::json errors = nlohmann::json::array();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    try {
+      out.routed.push_back(RouteEvent(items[i], registry, source_hint));
+    } catch (const InvalidInput& e) {
+      std::string field = out.batch ? "/events/" + std::to_string(i) + e.Field() : e.Field();
+      errors.push_back({{"field", field}, {"error", e.what()}});
+    }
+  }
+  if (!errors.empty()) {
+    out.routed.clear();
+    out.error = {{"error", errors[0]["error"]}, {"field", errors[0]["field"]}, {"errors", errors}};
+  }
+  return out;
+}
 
 int RunIngest(const config::Config& config) {
   if (config.ingest_token.empty()) {
@@ -58,35 +89,13 @@ int RunIngest(const config::Config& config) {
       res.set_header("WWW-Authenticate", "Bearer");
       return http::JsonError(res, 401, "missing or invalid bearer token");
     }
-    nlohmann::json body;
-    try {
-      body = nlohmann::json::parse(req.body);
-    } catch (const nlohmann::json::parse_error& e) {
+    auto parsed = ParseIngest(req.body, *registry, it->second);
+    if (!parsed.error.is_null()) {
       rejected.Inc();
-      return http::JsonError(res, 400, std::string("body is not valid JSON: ") + e.what());
+      return http::Json(res, 400, parsed.error);
     }
-    bool batch = body.is_array() || (body.is_object() && body.contains("events") && !body.contains("event_type"));
-    nlohmann::json items = body.is_array() ? body : batch ? body["events"] : nlohmann::json::array({body});
-    if (!items.is_array() || items.empty() || items.size() > 1000) {
-      rejected.Inc();
-      return http::JsonError(res, 400, "a batch must be a non-empty array of at most 1000 events", "/events");
-    }
-    // Validate everything first: a batch is accepted whole or not at all.
-    std::vector<Routed> routed;
-    nlohmann::json errors = nlohmann::json::array();
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      try {
-        routed.push_back(RouteEvent(items[i], *registry, it->second));
-      } catch (const InvalidInput& e) {
-        std::string field = batch ? "/events/" + std::to_string(i) + e.Field() : e.Field();
-        errors.push_back({{"field", field}, {"error", e.what()}});
-      }
-    }
-    if (!errors.empty()) {
-      rejected.Inc();
-      nlohmann::json out = {{"error", errors[0]["error"]}, {"field", errors[0]["field"]}, {"errors", errors}};
-      return http::Json(res, 400, out);
-    }
+    const auto& routed = parsed.routed;
+    const bool batch = parsed.batch;
     try {
       std::vector<kafka::OutRecord> records;
       for (const auto& r : routed) records.push_back({r.topic, r.key, r.event.dump(), {{"herald-event-id", r.event_id}}});

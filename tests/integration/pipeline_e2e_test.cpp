@@ -122,6 +122,65 @@ TEST_CASE("malformed events go to the dead-letter topic and the rest flow on", "
   CHECK(MailsTo(299) == 0);
 }
 
+TEST_CASE("the bad-input corpus is refused with its error over HTTP and dead-lettered with it from Kafka", "[e2e][corpus]") {
+  auto cases = herald::test::LoadBadInputs();
+  REQUIRE(cases.size() >= 15);
+  // Over HTTP: each body gets a 400 whose JSON names the problem.
+  std::string url = S().Env("HERALD_INGEST_URL") + "/v1/events";
+  herald::http::Client client({1s, 10s, "t", S().Env("HERALD_INGEST_TOKEN")});
+  for (const auto& c : cases) {
+    INFO(c.name);
+    auto res = client.Post(url, c.body);
+    CHECK(res.status == 400);
+    auto body = nlohmann::json::parse(res.body, nullptr, false);
+    REQUIRE(body.is_object());
+    INFO(res.body.substr(0, 300));
+    CHECK(body["error"].get<std::string>().find(c.error) != std::string::npos);
+    if (!c.field.empty()) CHECK(body["field"] == c.field);
+  }
+  // From Kafka: on one partition, each bad record between two good ones. Every bad one is
+  // dead-lettered with its reason; every good one is delivered exactly once.
+  herald::kafka::Producer::Options po;
+  po.brokers = S().Env("HERALD_BROKERS");
+  herald::kafka::Producer producer(po);
+  std::map<std::int64_t, const herald::test::BadInput*> by_offset;
+  int user = 311;
+  producer.ProduceSync({"events.auth.v1", "u-" + std::to_string(user), SeedEvent(user), {}, 0}, 10s);
+  for (const auto& c : cases) {
+    auto report = producer.ProduceSync({"events.auth.v1", "corpus", c.body, {}, 0}, 10s);
+    REQUIRE(report.ok);
+    by_offset[report.offset] = &c;
+    ++user;
+    producer.ProduceSync({"events.auth.v1", "u-" + std::to_string(user), SeedEvent(user), {}, 0}, 10s);
+  }
+  std::map<std::int64_t, nlohmann::json> dead;
+  REQUIRE(WaitUntil(
+      [&] {
+        for (const auto& r : ReadTopic(S().Env("HERALD_BROKERS"), "notify.dlq.v1", 100000, 3s)) {
+          auto j = nlohmann::json::parse(r.value);
+          if (j["origin"]["topic"] == "events.auth.v1" && j["origin"]["partition"] == 0 &&
+              by_offset.count(j["origin"]["offset"].get<std::int64_t>())) {
+            dead[j["origin"]["offset"].get<std::int64_t>()] = j;
+          }
+        }
+        return dead.size() == by_offset.size();
+      },
+      90s));
+  for (const auto& [offset, c] : by_offset) {
+    INFO(c->name);
+    const auto& j = dead[offset];
+    CHECK(j["stage"] == "plan");
+    CHECK(j["reason"].get<std::string>().find(c->error) != std::string::npos);
+    // The record's exact bytes: a string, or a byte array when it is not UTF-8.
+    if (j.contains("original_bytes")) {
+      CHECK(j["original_bytes"].get<std::vector<std::uint8_t>>() == std::vector<std::uint8_t>(c->body.begin(), c->body.end()));
+    } else {
+      CHECK(j["original"] == c->body);
+    }
+  }
+  for (int u = 311; u <= user; ++u) REQUIRE(WaitUntil([&] { return MailsTo(u) == 1; }, 60s));
+}
+
 TEST_CASE("the ingest API authenticates, validates and acknowledges", "[e2e][ingest]") {
   std::string url = S().Env("HERALD_INGEST_URL") + "/v1/events";
   herald::http::Client anon;

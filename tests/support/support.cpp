@@ -3,10 +3,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 namespace herald::test {
@@ -97,6 +99,47 @@ int Run(const std::string& command, std::string* out) {
   }
   int status = ::pclose(p);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::vector<BadInput> LoadBadInputs() {
+  std::ifstream in(std::string(HERALD_SOURCE_DIR) + "/tests/corpus/bad_events.json");
+  auto doc = nlohmann::json::parse(in);
+  std::vector<BadInput> out;
+  for (const auto& c : doc.at("cases")) {
+    BadInput b;
+    b.name = c.at("name").get<std::string>();
+    b.error = c.at("error").get<std::string>();
+    b.field = c.value("field", "");
+    if (c.contains("bytes")) {
+      // Latin-1: each code point below 256 is one byte (invalid UTF-8 cannot be JSON text).
+      auto wide = c.at("bytes").get<std::string>();
+      for (std::size_t i = 0; i < wide.size(); ++i) {
+        auto ch = static_cast<unsigned char>(wide[i]);
+        if (ch == 0xC3 && i + 1 < wide.size()) {
+          b.body += static_cast<char>((static_cast<unsigned char>(wide[++i]) & 0x3F) | 0xC0);
+        } else if (ch == 0xC2 && i + 1 < wide.size()) {
+          b.body += wide[++i];
+        } else {
+          b.body += wide[i];
+        }
+      }
+    } else {
+      b.body = c.at("body").get<std::string>();
+    }
+    auto replace = [&](const std::string& marker, const std::string& with) {
+      if (auto pos = b.body.find(marker); pos != std::string::npos) b.body.replace(pos, marker.size(), with);
+    };
+    if (c.contains("generate")) {
+      const auto& g = c["generate"];
+      if (g.contains("deep")) {
+        auto n = g["deep"].get<std::size_t>();
+        replace("{{DEEP}}", std::string(n, '[') + std::string(n, ']'));
+      }
+      if (g.contains("huge")) replace("{{HUGE}}", std::string(g["huge"].get<std::size_t>(), 'x'));
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
 }
 
 }  // namespace herald::test

@@ -46,6 +46,15 @@ std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::v
                                         const std::function<bool(const std::vector<ReadRecord>&)>& done,
                                         std::chrono::milliseconds timeout);
 
+/// One case of tests/corpus/bad_events.json: the exact bytes, and the error they must cause.
+struct BadInput {
+  std::string name;
+  std::string body;
+  std::string error;  // a substring of the message
+  std::string field;  // the JSON pointer the ingest API names ("" = not checked)
+};
+std::vector<BadInput> LoadBadInputs();
+
 /// Runs a shell command and returns its exit code; stdout into `out` when given.
 int Run(const std::string& command, std::string* out = nullptr);
 
