@@ -19,4 +19,6 @@ find_path(VALIJSON_INCLUDE_DIR valijson/validator.hpp
   REQUIRED)
 add_library(herald_valijson INTERFACE)
 target_include_directories(herald_valijson SYSTEM INTERFACE ${VALIJSON_INCLUDE_DIR})
+# Without this valijson aborts the process where a constraint cannot be applied to a value.
+target_compile_definitions(herald_valijson INTERFACE VALIJSON_USE_EXCEPTIONS=1)
 

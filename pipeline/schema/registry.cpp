@@ -93,7 +93,14 @@ std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann:
   valijson::ValidationResults results;
   valijson::adapters::NlohmannJsonAdapter adapter(doc);
   std::vector<ValidationError> errors;
-  if (validator.validate(schema, adapter, &results)) return errors;
+  try {
+    if (validator.validate(schema, adapter, &results)) return errors;
+  } catch (const std::exception& e) {
+    // valijson throws where a constraint cannot be applied to a value (FormatChecks do so
+    // for objects, which CheckFormats reports first); never let that escape as a crash.
+    errors.push_back({"", std::string("the event cannot be checked against its schema: ") + e.what()});
+    return errors;
+  }
   valijson::ValidationResults::Error e;
   // valijson lists the failing combinators first and the precise leaf failures last;
   // the deepest path is the most useful one to report.
@@ -102,6 +109,33 @@ std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann:
     return a.field.size() > b.field.size();
   });
   return errors;
+}
+
+// The JSON pointers of the instance locations that carry a `format` constraint (through
+// properties and combinators), e.g. /created_dt.
+void FormatPaths(const nlohmann::json& schema, const std::string& pointer, std::vector<std::string>& out) {
+  if (!schema.is_object()) return;
+  if (schema.contains("format") && std::find(out.begin(), out.end(), pointer) == out.end()) out.push_back(pointer);
+  for (const char* combinator : {"anyOf", "oneOf", "allOf"}) {
+    if (auto it = schema.find(combinator); it != schema.end() && it->is_array()) {
+      for (const auto& sub : *it) FormatPaths(sub, pointer, out);
+    }
+  }
+  if (auto it = schema.find("properties"); it != schema.end() && it->is_object()) {
+    for (const auto& [name, sub] : it->items()) FormatPaths(sub, pointer + "/" + name, out);
+  }
+}
+
+// valijson's format check reads the value as a string and cannot for an object or array: such
+// a value is reported here, naming the field, before valijson sees it.
+std::vector<ValidationError> CheckFormats(const std::vector<std::string>& paths, const nlohmann::json& doc) {
+  for (const auto& p : paths) {
+    nlohmann::json::json_pointer ptr(p);
+    if (doc.contains(ptr) && doc.at(ptr).is_structured()) {
+      return {{p, std::string("must be a date-time string (RFC 3339), not an ") + (doc.at(ptr).is_object() ? "object" : "array")}};
+    }
+  }
+  return {};
 }
 
 // The top-level fields declared under properties.payload.properties.data.properties (sorted,
@@ -125,9 +159,11 @@ std::vector<std::string> DataFields(const nlohmann::json& type_schema) {
 
 struct Registry::Impl {
   std::unique_ptr<valijson::Schema> envelope;
+  std::vector<std::string> envelope_formats;
   struct Type {
     EventTypeInfo info;
     std::unique_ptr<valijson::Schema> schema;
+    std::vector<std::string> formats;
   };
   std::map<std::string, Type> types;
 };
@@ -135,6 +171,7 @@ struct Registry::Impl {
 Registry::Registry(const nlohmann::json& envelope, const std::vector<nlohmann::json>& types)
     : impl_(std::make_unique<Impl>()) {
   impl_->envelope = Compile(envelope, "envelope.json");
+  FormatPaths(envelope, "", impl_->envelope_formats);
   for (const auto& t : types) {
     std::string id = t.value("$id", "");
     auto slash = id.rfind('/');
@@ -165,6 +202,7 @@ Registry::Registry(const nlohmann::json& envelope, const std::vector<nlohmann::j
     type.info.data_fields = DataFields(t);
     std::sort(type.info.variables.begin(), type.info.variables.end());
     type.schema = Compile(t, name);
+    FormatPaths(t, "", type.formats);
     impl_->types[name] = std::move(type);
   }
 }
@@ -199,6 +237,7 @@ std::shared_ptr<const Registry> Registry::Load(const std::string& extra_dir) {
 }
 
 std::vector<ValidationError> Registry::Validate(const nlohmann::json& event) const {
+  if (auto bad = CheckFormats(impl_->envelope_formats, event); !bad.empty()) return bad;
   auto errors = Run(*impl_->envelope, event);
   if (!errors.empty()) return errors;
   const auto& type_name = event["event_type"].get_ref<const std::string&>();
@@ -206,6 +245,7 @@ std::vector<ValidationError> Registry::Validate(const nlohmann::json& event) con
   if (it == impl_->types.end()) {
     return {{"/event_type", "unknown event type '" + type_name + "'"}};
   }
+  if (auto bad = CheckFormats(it->second.formats, event); !bad.empty()) return bad;
   return Run(*it->second.schema, event);
 }
 
