@@ -7,6 +7,10 @@ function(herald_target_defaults target)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
+  if(HERALD_FUZZ)
+    # Coverage instrumentation for libFuzzer everywhere; only the fuzz targets link its main.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
 endfunction()
 
 # herald_library(NAME SOURCES a.cpp b.cpp DEPS x y)

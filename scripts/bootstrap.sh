@@ -13,11 +13,16 @@ packages=(
   postgresql redis-server python3 python3-aiosmtpd kcat curl procps
 )
 
-# --with-browser: also what the console's browser test drives (the test command needs it,
-# the quick start does not).
-if [ "${1:-}" = "--with-browser" ]; then
-  packages+=(chromium chromium-driver python3-selenium)
-fi
+# --with-browser: also what the console's browser test drives; --with-fuzz: clang with its
+# sanitizer and libFuzzer runtimes (scripts/fuzz.sh). The test command needs both, the quick
+# start neither.
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) packages+=(chromium chromium-driver python3-selenium) ;;
+    --with-fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then

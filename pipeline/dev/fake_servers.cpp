@@ -1155,7 +1155,7 @@ class FakeServer::Impl {
     if (!fault) return SendError(res, 400, error);
     {
       std::lock_guard lock(state_mutex_);
-      const auto it = std::find_if(faults_.begin(), faults_.end(), [&](const Fault& f) { return f.path == fault->path; });
+      const auto it = std::find_if(faults_.begin(), faults_.end(), [&path = fault->path](const Fault& f) { return f.path == path; });
       if (it != faults_.end()) {
         *it = std::move(*fault);
       } else {
