@@ -153,14 +153,10 @@ namespace {
 class DownstreamLag {
  public:
   explicit DownstreamLag(const config::Config& config) {
-    const auto& catalog = topics::Catalog();
-    groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-enrich"),
-                       {catalog.Requests()}, true});
-    std::map<std::string, std::vector<std::string>> by_channel;
-    for (const auto* t : catalog.Family("deliver")) by_channel[t->channel].push_back(t->name);
-    for (auto& [channel, topics] : by_channel) {
-      groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, "herald-deliver-" + channel),
-                         topics, false});
+    for (auto& [group, topics] : topics::Catalog().ConsumerGroups()) {
+      bool enrich = group == "herald-enrich";
+      if (!enrich && !group.starts_with("herald-deliver-")) continue;
+      groups_.push_back({std::make_unique<kafka::LagMonitor>(config.brokers, config.kafka, group), topics, enrich});
     }
   }
   /// Records produced since the last measurement count as lag until the next one, so a

@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "herald/common/embedded.hpp"
 #include "herald/common/errors.hpp"
 #include "herald/common/logging.hpp"
 #include "herald/topics/catalog.hpp"
@@ -72,19 +71,7 @@ std::vector<DesiredTopic> DesiredTopics(const topics::TopicCatalog& catalog, int
 }
 
 std::vector<DesiredTopic> DeclaredTopics() {
-  for (const auto& f : embedded::Topics()) {
-    if (f.path != "topics.json") continue;
-    int min_isr = 1;
-    try {
-      auto doc = nlohmann::json::parse(f.content);
-      min_isr = doc.value(nlohmann::json::json_pointer("/defaults/min_insync_replicas"), 1);
-    } catch (const nlohmann::json::exception& e) {
-      throw ConfigError(std::string("topics.json: defaults.min_insync_replicas: ") + e.what());
-    }
-    if (min_isr < 1) throw ConfigError("topics.json: defaults.min_insync_replicas must be >= 1");
-    return DesiredTopics(topics::Catalog(), min_isr);
-  }
-  throw ConfigError("topics.json is not compiled in");
+  return DesiredTopics(topics::Catalog(), topics::Catalog().MinInsyncReplicas());
 }
 
 // ---------------------------------------------------------------------------------------

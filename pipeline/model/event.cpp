@@ -51,7 +51,8 @@ std::optional<Priority> ParsePriority(const nlohmann::json& v) {
 
 Event ParseEvent(std::string_view bytes, const schema::Registry& registry,
                  const std::optional<Origin>& origin) {
-  return ParseEventDocument(ParseUntrusted(bytes), registry, origin);
+  // The NUL walk is ParseEventDocument's (CheckUntrusted), done once.
+  return ParseEventDocument(ParseUntrusted(bytes, kMaxJsonDepth, /*reject_nul=*/false), registry, origin);
 }
 
 Event ParseEventDocument(const nlohmann::json& doc, const schema::Registry& registry,

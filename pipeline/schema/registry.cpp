@@ -80,15 +80,7 @@ void ShortenLongStrings(nlohmann::json& doc) {
   }
 }
 
-std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann::json& original) {
-  nlohmann::json shortened;
-  const nlohmann::json* target = &original;
-  if (HasLongString(original)) {
-    shortened = original;
-    ShortenLongStrings(shortened);
-    target = &shortened;
-  }
-  const nlohmann::json& doc = *target;
+std::vector<ValidationError> Run(const valijson::Schema& schema, const nlohmann::json& doc) {
   valijson::Validator validator(valijson::Validator::kStrongTypes);
   valijson::ValidationResults results;
   valijson::adapters::NlohmannJsonAdapter adapter(doc);
@@ -236,7 +228,14 @@ std::shared_ptr<const Registry> Registry::Load(const std::string& extra_dir) {
   return std::make_shared<const Registry>(envelope, types);
 }
 
-std::vector<ValidationError> Registry::Validate(const nlohmann::json& event) const {
+std::vector<ValidationError> Registry::Validate(const nlohmann::json& original) const {
+  // Checked once for both schemas: the copy is made only when a long string is present.
+  nlohmann::json shortened;
+  if (HasLongString(original)) {
+    shortened = original;
+    ShortenLongStrings(shortened);
+  }
+  const nlohmann::json& event = shortened.is_null() ? original : shortened;
   if (auto bad = CheckFormats(impl_->envelope_formats, event); !bad.empty()) return bad;
   auto errors = Run(*impl_->envelope, event);
   if (!errors.empty()) return errors;

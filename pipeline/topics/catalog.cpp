@@ -15,6 +15,12 @@ TopicCatalog::TopicCatalog(const nlohmann::json& doc) {
   if (!doc.contains("topics") || !doc["topics"].is_array()) {
     throw ConfigError("topics.json: expected a \"topics\" array");
   }
+  try {
+    min_insync_replicas_ = doc.value(nlohmann::json::json_pointer("/defaults/min_insync_replicas"), 1);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string("topics.json: defaults.min_insync_replicas: ") + e.what());
+  }
+  if (min_insync_replicas_ < 1) throw ConfigError("topics.json: defaults.min_insync_replicas must be >= 1");
   std::set<std::string> seen;
   for (const auto& t : doc["topics"]) {
     TopicSpec s;

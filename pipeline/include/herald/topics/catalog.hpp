@@ -35,6 +35,8 @@ class TopicCatalog {
   explicit TopicCatalog(const nlohmann::json& doc);
 
   const std::vector<TopicSpec>& All() const { return topics_; }
+  /// defaults.min_insync_replicas (1 when absent).
+  int MinInsyncReplicas() const { return min_insync_replicas_; }
   const TopicSpec* Find(std::string_view name) const;
 
   /// Role lookups; each throws ConfigError if topics.json does not declare the topic.
@@ -53,6 +55,7 @@ class TopicCatalog {
   const TopicSpec& One(std::string_view family, std::string_view a = {},
                        std::string_view b = {}) const;
   std::vector<TopicSpec> topics_;
+  int min_insync_replicas_ = 1;
 };
 
 /// The compiled-in catalog (topics/topics.json).
