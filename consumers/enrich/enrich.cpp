@@ -134,6 +134,7 @@ EnricherOptions OptionsFromConfig(const config::Config& config) {
   eo.timeout = config.http_timeout;
   eo.breaker_open_for = config.breaker_open_for;
   eo.cache_ttl = config.cache_ttl;
+  eo.user_cache_entries = config.user_cache_entries;
   auto pg = std::make_shared<std::unique_ptr<pqxx::connection>>();
   eo.preferences = [pg, pg_url = config.pg_url](const std::set<std::string>& ids) {
     std::map<std::string, nlohmann::json> out;
@@ -167,7 +168,16 @@ EnricherOptions OptionsFromConfig(const config::Config& config) {
 
 int RunEnrich(const config::Config& config) {
   const auto& catalog = topics::Catalog();
-  stage::Stage st(config, {"enrich", {catalog.Requests()}});
+  // Two lanes: high-priority requests first; the others keep HERALD_PRIORITY_SHARE percent
+  // of every batch while they have records, so a password reset never waits behind a
+  // campaign's fan-out and the fan-out is never starved.
+  stage::StageSpec spec{"enrich", {}, {}};
+  spec.lanes.push_back({catalog.Requests("high"), 0});
+  if (catalog.Requests("high") != catalog.Requests()) {
+    spec.lanes.push_back({catalog.Requests(), config.priority_share == 0 ? 0
+                                                : std::max<std::size_t>(1, config.batch_size * config.priority_share / 100)});
+  }
+  stage::Stage st(config, spec);
   auto registry = schema::Registry::Load(config.schema_dir);
   redis::Client redis(config.redis_url);
   enrich::Enricher enricher(enrich::OptionsFromConfig(config), *registry, &redis, st.Metrics());

@@ -180,7 +180,7 @@ struct Enricher::Impl {
     }
     if (options.caching) {
       users_cache = std::make_unique<cache::TwoLevelCache>(
-          cache::TwoLevelCache::Options{"user", 100'000, std::chrono::seconds(60), options.cache_ttl}, redis, m);
+          cache::TwoLevelCache::Options{"user", options.user_cache_entries, std::chrono::seconds(60), options.cache_ttl}, redis, m);
       movies_cache = std::make_unique<cache::TwoLevelCache>(
           cache::TwoLevelCache::Options{"movie", 20'000, std::chrono::seconds(300), options.cache_ttl}, redis, m);
     }

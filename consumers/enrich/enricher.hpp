@@ -37,6 +37,8 @@ struct EnricherOptions {
   std::chrono::milliseconds timeout{5000};
   std::chrono::milliseconds breaker_open_for{5000};
   std::chrono::seconds cache_ttl{600};
+  /// Users kept in the in-process LRU (each a parsed document of about 2.5 KiB).
+  std::size_t user_cache_entries = 20'000;
   bool batching = true;  // false: one GET per user and per movie (for comparison)
   bool caching = true;
   /// Per user id, fields that override the user's auth record ("channels", "quiet_hours"

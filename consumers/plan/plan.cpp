@@ -196,9 +196,22 @@ class DownstreamLag {
 
 int RunPlan(const config::Config& config) {
   const auto& catalog = topics::Catalog();
-  std::vector<std::string> inputs;
-  for (const auto* t : catalog.Family("events")) inputs.push_back(t->name);
-  stage::Stage st(config, {"plan", inputs});
+  // The event topics as priority lanes: auth (password resets, sign-ups: one recipient,
+  // urgent), then ugc, content and admin (where campaigns and follower fan-outs come from).
+  // A batch takes the higher lanes first, each lower lane keeps HERALD_PRIORITY_SHARE percent
+  // of it, and a long fan-out steps aside between pages when a higher lane has records.
+  stage::StageSpec spec{"plan", {}, {}};
+  const std::size_t reserved =
+      config.priority_share == 0 ? 0 : std::max<std::size_t>(1, config.batch_size * config.priority_share / 100);
+  std::set<std::string> laned;
+  for (const char* source : {"auth", "ugc", "content", "admin"}) {
+    spec.lanes.push_back({catalog.Events(source), spec.lanes.empty() ? 0 : reserved});
+    laned.insert(catalog.Events(source));
+  }
+  for (const auto* t : catalog.Family("events")) {
+    if (!laned.count(t->name)) spec.lanes.push_back({t->name, reserved});
+  }
+  stage::Stage st(config, spec);
   auto registry = schema::Registry::Load(config.schema_dir);
   plan::RecipientPager pager(config.auth_url, config.ugc_url);
   redis::Client redis(config.redis_url);
@@ -208,8 +221,9 @@ int RunPlan(const config::Config& config) {
   auto& fanout = m.GetCounter("herald_plan_recipients_total", "Requests emitted by fan-out");
   auto& paced = m.GetCounter("herald_plan_paced_total", "Times a fan-out waited for downstream lag");
   auto& pages = m.GetCounter("herald_plan_pages_total", "Recipient pages fanned out");
+  auto& stepped_aside =
+      m.GetCounter("herald_plan_fanout_yields_total", "Times a fan-out stepped aside for events of a higher lane");
   auto& lag_gauge = m.GetGauge("herald_plan_downstream_lag", "Records downstream consumers have not processed");
-  const std::string& requests_topic = catalog.Requests();
   auto clock = TimeSource::FromSpec(config.clock);
   std::unique_ptr<pqxx::connection> pg;  // for schedules; connected on first use
   auto& schedules_registered = m.GetCounter("herald_plan_schedules_registered_total", "Recurring events stored as schedules");
@@ -233,6 +247,8 @@ int RunPlan(const config::Config& config) {
 
   auto emit = [&](const model::Event& event, const std::vector<std::string>& users, kafka::AckGroup* acks,
                   kafka::BatchContext& ctx) {
+    // High-priority requests have a topic of their own, which enrich reads first.
+    const auto& requests_topic = catalog.Requests(model::PriorityName(event.priority));
     for (const auto& user_id : users) {
       kafka::OutRecord rec{requests_topic, user_id, model::ToJson(plan::MakeRequest(event, user_id)).dump(),
                            {{"herald-event-id", event.event_id}}};
@@ -348,8 +364,11 @@ int RunPlan(const config::Config& config) {
         checkpoints.Save(event.event_id, state);
         record_run(event, state.emitted, state.phase == "done", false);
         pages.Inc();
-        if (state.phase != "done" && std::chrono::steady_clock::now() > deadline) {
-          ctx.Defer(msg);  // yield: the loop commits what is done and comes straight back
+        if (state.phase != "done" && (std::chrono::steady_clock::now() > deadline || ctx.HigherWaiting(msg))) {
+          // Out of time, or events of a higher lane are waiting: the loop commits what is
+          // done, handles those, and comes straight back to this fan-out.
+          if (ctx.HigherWaiting(msg)) stepped_aside.Inc();
+          ctx.Defer(msg);
           break;
         }
       }

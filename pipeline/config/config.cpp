@@ -103,6 +103,9 @@ std::vector<Key> BuildKeys() {
       [](Config& c, const std::string& v) { c.breaker_open_for = ParseDuration(v); });
   add("HERALD_CACHE_TTL", "cache-ttl", "10m", "How long enrichment data (users, movies) stays in the Redis cache",
       [](Config& c, const std::string& v) { c.cache_ttl = duration_cast<seconds>(ParseDuration(v)); });
+  add("HERALD_USER_CACHE_ENTRIES", "user-cache-entries", "20000",
+      "Users each enrich process keeps in memory (about 2.5 KiB each; 0 = none); the Redis cache is shared and unbounded by this",
+      [](Config& c, const std::string& v) { c.user_cache_entries = ParseSize("HERALD_USER_CACHE_ENTRIES", v); });
   add("HERALD_RETRY_DELAYS", "retry-delays", "30s,5m,1h", "Delays of the three retry tiers (notify.retry.30s, .5m, .1h)",
       [](Config& c, const std::string& v) {
         std::vector<milliseconds> delays;
@@ -161,6 +164,11 @@ std::vector<Key> BuildKeys() {
       [](Config& c, const std::string& v) {
         c.smtp_rate = static_cast<double>(ParseSize("HERALD_SMTP_RATE", v));
         if (c.smtp_rate <= 0) throw ConfigError("HERALD_SMTP_RATE must be at least 1");
+      });
+  add("HERALD_SMTP_CONNECTIONS", "smtp-connections", "4", "SMTP connections each email delivery process sends over at once (one email in flight on each)",
+      [](Config& c, const std::string& v) {
+        c.smtp_connections = ParseSize("HERALD_SMTP_CONNECTIONS", v);
+        if (c.smtp_connections == 0 || c.smtp_connections > 64) throw ConfigError("HERALD_SMTP_CONNECTIONS must be between 1 and 64");
       });
   add("HERALD_PRIORITY_SHARE", "priority-share", "5", "Percent of every delivery batch kept for each lower priority (normal, low) while it has records, so high never starves them",
       [](Config& c, const std::string& v) {

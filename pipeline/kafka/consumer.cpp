@@ -318,9 +318,9 @@ ConsumerLoop::ConsumerLoop(Options options, Producer& producer)
       {"queued.max.messages.kbytes", "16384"},  // bound prefetch memory per consumer
       // How long a fetch waits at the broker when there is nothing new. A real broker answers
       // as soon as data arrives, but the embedded (mock) broker holds every such fetch for the
-      // full wait, which would add up to 500 ms (the default) per hop. Priority-lane consumers
-      // (delivery) keep it shortest: their high lane is latency-critical.
-      {"fetch.wait.max.ms", options_.lanes.empty() ? "100" : "20"},
+      // full wait, which would add up to 500 ms (the default) per hop on the way of a
+      // password reset. Idle, this costs each consumer 50 empty fetches a second per broker.
+      {"fetch.wait.max.ms", "20"},
       // How often librdkafka reports statistics, from which the consumer lag metric comes.
       {"statistics.interval.ms", "5000"},
   };

@@ -69,6 +69,7 @@ const TopicSpec& TopicCatalog::One(std::string_view family, std::string_view a,
   for (const auto& t : topics_) {
     if (t.family != family) continue;
     if (family == "events" && t.source != a) continue;
+    if (family == "requests" && t.priority != a) continue;
     if (family == "deliver" && (t.channel != a || t.priority != b)) continue;
     return t;
   }
@@ -82,6 +83,14 @@ const std::string& TopicCatalog::Events(std::string_view source) const {
   return One("events", source).name;
 }
 const std::string& TopicCatalog::Requests() const { return One("requests").name; }
+const std::string& TopicCatalog::Requests(std::string_view priority) const {
+  if (priority == "high") {
+    for (const auto& t : topics_) {
+      if (t.family == "requests" && t.priority == "high") return t.name;
+    }
+  }
+  return Requests();
+}
 const std::string& TopicCatalog::Deliver(std::string_view channel,
                                          std::string_view priority) const {
   return One("deliver", channel, priority).name;

@@ -281,3 +281,64 @@ TEST_CASE("the retry stage re-drives records when due without blocking other par
   CHECK(herald::NowMs().time_since_epoch().count() >= now + 6000);
   CHECK(S().Metric("retry", "herald_retry_waits_total") >= 1);
 }
+
+TEST_CASE("a high-priority request overtakes a backlog of others in enrich", "[e2e][enrich][priority]") {
+  const auto brokers = S().Env("HERALD_BROKERS");
+  S().Dev().Kill("enrich", SIGTERM);
+  REQUIRE(WaitUntil([] { return !S().Dev().IsRunning("enrich"); }, 30s, 50ms));
+  // 2,000 normal-priority requests wait in notify.requests.v1 while enrich is stopped.
+  std::vector<json> backlog;
+  for (int e = 0; e < 4; ++e) {
+    json users = json::array();
+    for (int i = 0; i < 500; ++i) users.push_back("u-" + std::to_string(600'000 + e * 500 + i));
+    backlog.push_back(Event("comment.liked", {{"user", users}, {"data", {{"liked_by", "Ann"}}}}));
+  }
+  auto low_ids = S().Publish(backlog);
+  const std::set<std::string> lows(low_ids.begin(), low_ids.end());
+  auto count_requests = [&](const std::string& topic, const std::set<std::string>& ids) {
+    std::size_t n = 0;
+    for (const auto& r : herald::test::ReadTopicToEnd(brokers, topic, 30s)) {
+      n += ids.count(json::parse(r.value)["event_id"].get<std::string>());
+    }
+    return n;
+  };
+  REQUIRE(WaitUntil([&] { return count_requests("notify.requests.v1", lows) == 2000; }, 60s, 250ms));
+  // Then a password reset, which plan writes to the high-priority requests topic.
+  auto high_ids = S().Publish({Event("user.password_reset",
+                                     {{"user", {"u-599999"}}, {"data", {{"reset_url", "https://cinema.example/r/overtake"}}}})});
+  const std::set<std::string> high(high_ids.begin(), high_ids.end());
+  REQUIRE(WaitUntil([&] { return count_requests("notify.requests.high.v1", high) == 1; }, 60s, 250ms));
+  CHECK(count_requests("notify.requests.v1", high) == 0);
+
+  S().Dev().Start("enrich");
+  // Enrich states every request once (accepted, scheduled or suppressed); the record
+  // timestamps of those statuses give the order in which the requests were handled.
+  std::map<std::string, std::int64_t> first_status;  // event_id/user_id -> earliest timestamp
+  std::int64_t high_at = -1;
+  ReadTopicsUntil(
+      brokers, {"notify.status.v1"},
+      [&](const std::vector<herald::test::ReadRecord>& recs) {
+        first_status.clear();
+        high_at = -1;
+        for (const auto& r : recs) {
+          auto j = json::parse(r.value);
+          const auto event_id = j["event_id"].get<std::string>();
+          if (high.count(event_id)) {
+            if (high_at < 0 || r.timestamp_ms < high_at) high_at = r.timestamp_ms;
+          } else if (lows.count(event_id)) {
+            auto key = event_id + "/" + j["user_id"].get<std::string>();
+            auto [it, inserted] = first_status.emplace(key, r.timestamp_ms);
+            if (!inserted) it->second = std::min(it->second, r.timestamp_ms);
+          }
+        }
+        return high_at >= 0 && first_status.size() == 2000;
+      },
+      180s);
+  REQUIRE(high_at >= 0);
+  REQUIRE(first_status.size() == 2000);
+  std::size_t before = 0;
+  for (const auto& [key, at] : first_status) before += at < high_at;
+  INFO("requests of the backlog handled before the password reset: " << before);
+  // Handled in the first batches after the start (batches of 5 here), not behind the 2,000.
+  CHECK(before < 200);
+}

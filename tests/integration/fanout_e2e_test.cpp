@@ -6,7 +6,10 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <thread>
 #include <iostream>
 #include <set>
 
@@ -50,6 +53,21 @@ TEST_CASE("a 100k-recipient segment survives a plan crash and yields one email e
   CHECK(pages_before_kill < kRecipients / 1000);
   stack.Dev().Start("plan");
 
+  // Password resets published while the fan-out runs are planned between its pages, not
+  // after its time slice: plan reads events.auth.v1 as its highest lane. The user does not
+  // exist (the fake has exactly kRecipients users), so the reset sends nothing.
+  std::vector<std::string> resets;
+  while (stack.Metric("plan", "herald_plan_pages_total") < 60 && resets.size() < 20) {
+    auto id = stack.Publish({{{"event_type", "user.password_reset"},
+                              {"created_dt", "2026-11-21T10:00:00Z"},
+                              {"payload", {{"user", {"u-" + std::to_string(kRecipients + 1)}},
+                                           {"data", {{"reset_url", "https://cinema.example/r/fanout"}}}}}}});
+    resets.insert(resets.end(), id.begin(), id.end());
+    std::this_thread::sleep_for(150ms);  // spreads the offered resets over the fan-out
+  }
+  INFO("password resets published during the fan-out: " << resets.size());
+  CHECK(resets.size() >= 5);
+
   // stats.monthly goes out in each user's morning (09:00-12:00 local): at the pinned clock
   // most recipients are parked in the Redis timezone buckets. Once every notification is
   // either sent or parked, a day passes and the scheduler releases the rest.
@@ -87,6 +105,40 @@ TEST_CASE("a 100k-recipient segment survives a plan crash and yields one email e
                             ids[0])[0];
   CHECK(row[0].as<long>() == kRecipients);
   CHECK(row[1].as<long>() == kRecipients);
+
+  // For each reset: the segment's requests written between its publication and its own
+  // request. A page is 1,000 recipients; a fan-out steps aside after the page in progress.
+  {
+    const auto brokers = stack.Env("HERALD_BROKERS");
+    const std::set<std::string> reset_ids(resets.begin(), resets.end());
+    std::map<std::string, std::int64_t> published, planned;
+    for (const auto& r : herald::test::ReadTopicToEnd(brokers, "events.auth.v1", 60s)) {
+      auto id = nlohmann::json::parse(r.value).value("event_id", "");
+      if (reset_ids.count(id)) published[id] = r.timestamp_ms;
+    }
+    for (const auto& r : herald::test::ReadTopicToEnd(brokers, "notify.requests.high.v1", 60s)) {
+      auto id = nlohmann::json::parse(r.value)["event_id"].get<std::string>();
+      if (reset_ids.count(id)) planned[id] = r.timestamp_ms;
+    }
+    std::vector<std::int64_t> segment;
+    for (const auto& r : herald::test::ReadTopicToEnd(brokers, "notify.requests.v1", 120s)) {
+      if (nlohmann::json::parse(r.value)["event_id"] == ids[0]) segment.push_back(r.timestamp_ms);
+    }
+    std::sort(segment.begin(), segment.end());
+    CHECK(published.size() == resets.size());
+    CHECK(planned.size() == resets.size());
+    std::size_t most = 0;
+    for (const auto& [id, at] : published) {
+      if (!planned.count(id)) continue;
+      auto from = std::lower_bound(segment.begin(), segment.end(), at);
+      auto to = std::lower_bound(segment.begin(), segment.end(), planned[id]);
+      most = std::max<std::size_t>(most, static_cast<std::size_t>(to > from ? to - from : 0));
+    }
+    INFO("most segment requests written while a reset waited in plan: " << most);
+    CHECK(most < 3000);
+    std::cout << "password resets during the fan-out: " << resets.size()
+              << ", most segment requests ahead of one: " << most << "\n";
+  }
 
   // Bounded memory: the fan-out streams pages; the plan process never held the segment.
   auto rss = PeakRssKb(stack.Dev().Pid("plan"));

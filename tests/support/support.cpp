@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
@@ -31,6 +33,24 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds time
     std::this_thread::sleep_for(interval);
   }
   return pred();
+}
+
+// A consumed message as a ReadRecord: topic, partition, offset, key, value, timestamp, headers.
+static ReadRecord ToReadRecord(rd_kafka_message_t* m) {
+  ReadRecord r{rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+               m->key ? std::string(static_cast<char*>(m->key), m->key_len) : "",
+               std::string(static_cast<char*>(m->payload), m->len), {}};
+  r.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name;
+    const void* val;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      r.headers.push_back({name, std::string(static_cast<const char*>(val), size)});
+    }
+  }
+  return r;
 }
 
 std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
@@ -64,18 +84,7 @@ std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::v
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
     if (!m) continue;
     if (!m->err) {
-      ReadRecord r{rd_kafka_topic_name(m->rkt), m->partition, m->offset,
-                   m->key ? std::string(static_cast<char*>(m->key), m->key_len) : "",
-                   std::string(static_cast<char*>(m->payload), m->len), {}};
-      rd_kafka_headers_t* hdrs = nullptr;
-      if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char* name;
-        const void* val;
-        size_t size;
-        for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-          r.headers.push_back({name, std::string(static_cast<const char*>(val), size)});
-        }
-      }
+      auto r = ToReadRecord(m);
       out.push_back(std::move(r));
     }
     rd_kafka_message_destroy(m);
@@ -87,6 +96,64 @@ std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::v
 std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string& topic, std::size_t expected,
                                   std::chrono::milliseconds timeout) {
   return ReadTopicsUntil(brokers, {topic}, [expected](const auto& r) { return r.size() >= expected; }, timeout);
+}
+
+std::vector<ReadRecord> ReadTopicToEnd(const std::string& brokers, const std::string& topic,
+                                       std::chrono::milliseconds timeout) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", "herald-test-reader", err, sizeof err);
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err),
+                                                              rd_kafka_destroy);
+  if (!rk) throw std::runtime_error(std::string("cannot create a Kafka consumer: ") + err);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left_ms = [&] {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    return static_cast<int>(std::max<long long>(ms, 1));
+  };
+  const rd_kafka_metadata_t* md = nullptr;
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> rkt(rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr),
+                                                                          rd_kafka_topic_destroy);
+  if (auto e = rd_kafka_metadata(rk.get(), 0, rkt.get(), &md, left_ms()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw std::runtime_error("metadata of " + topic + ": " + rd_kafka_err2str(e));
+  }
+  int partitions = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  std::map<std::int32_t, std::int64_t> end;  // partition -> high watermark, for those with records
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    if (auto e = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, left_ms());
+        e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_topic_partition_list_destroy(list);
+      throw std::runtime_error("watermarks of " + topic + " [" + std::to_string(p) + "]: " + rd_kafka_err2str(e));
+    }
+    if (high > low) end[p] = high;
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(rk.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::vector<ReadRecord> out;
+  while (!end.empty()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      rd_kafka_consumer_close(rk.get());
+      throw std::runtime_error("reading " + topic + " to its end took longer than " + std::to_string(timeout.count()) +
+                               " ms (" + std::to_string(end.size()) + " partition(s) not read)");
+    }
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+    if (!m) continue;
+    if (!m->err) {
+      auto r = ToReadRecord(m);
+      if (auto it = end.find(r.partition); it != end.end() && r.offset + 1 >= it->second) end.erase(it);
+      out.push_back(std::move(r));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return out;
 }
 
 int Run(const std::string& command, std::string* out) {

@@ -33,6 +33,7 @@ struct ReadRecord {
   std::string key;
   std::string value;
   std::vector<kafka::Header> headers;
+  std::int64_t timestamp_ms = -1;  // the record's timestamp (the producer's clock)
 };
 
 /// Reads every record currently in `topic` (all partitions, from the beginning) with a plain
@@ -45,6 +46,11 @@ std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string&
 std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
                                         const std::function<bool(const std::vector<ReadRecord>&)>& done,
                                         std::chrono::milliseconds timeout);
+
+/// Reads every record `topic` holds now: each partition from its start up to the high
+/// watermark measured first. Throws std::runtime_error when that is not done within `timeout`.
+std::vector<ReadRecord> ReadTopicToEnd(const std::string& brokers, const std::string& topic,
+                                       std::chrono::milliseconds timeout);
 
 /// One case of tests/corpus/bad_events.json: the exact bytes, and the error they must cause.
 struct BadInput {

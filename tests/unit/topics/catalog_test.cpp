@@ -13,7 +13,7 @@ using herald::topics::TopicCatalog;
 
 TEST_CASE("every topic of the architecture is declared", "[topics]") {
   std::set<std::string> expected = {"events.auth.v1", "events.ugc.v1", "events.content.v1", "events.admin.v1",
-                                    "notify.requests.v1", "notify.retry.30s", "notify.retry.5m", "notify.retry.1h",
+                                    "notify.requests.v1", "notify.requests.high.v1", "notify.retry.30s", "notify.retry.5m", "notify.retry.1h",
                                     "notify.status.v1", "notify.dlq.v1"};
   for (const char* c : {"email", "sms", "telegram", "push"}) {
     for (const char* p : {"high", "normal", "low"}) expected.insert(std::string("notify.deliver.") + c + "." + p);
@@ -25,6 +25,11 @@ TEST_CASE("every topic of the architecture is declared", "[topics]") {
 
 TEST_CASE("role lookups answer from the declarations", "[topics]") {
   CHECK(Catalog().Requests() == "notify.requests.v1");
+  CHECK(Catalog().Requests("high") == "notify.requests.high.v1");
+  CHECK(Catalog().Requests("normal") == "notify.requests.v1");
+  CHECK(Catalog().Requests("low") == "notify.requests.v1");
+  CHECK(Catalog().ConsumerGroups().at("herald-enrich") ==
+        std::vector<std::string>{"notify.requests.v1", "notify.requests.high.v1"});
   CHECK(Catalog().Deliver("telegram", "low") == "notify.deliver.telegram.low");
   CHECK(Catalog().Events("ugc") == "events.ugc.v1");
   CHECK(Catalog().Status() == "notify.status.v1");
@@ -32,6 +37,14 @@ TEST_CASE("role lookups answer from the declarations", "[topics]") {
   CHECK(Catalog().Family("retry").size() == 3);
   CHECK(Catalog().Find("notify.retry.5m")->delay == std::chrono::seconds(300));
   CHECK_THROWS_AS(Catalog().Deliver("pigeon", "high"), herald::ConfigError);
+}
+
+TEST_CASE("without a high-priority requests topic, every request goes to the one requests topic", "[topics]") {
+  auto doc = nlohmann::json::parse(R"({"topics": [
+    {"name": "r", "family": "requests", "partitions": 1, "replication": 1, "retention_ms": 1, "cleanup": "delete", "key": "user_id"}]})");
+  TopicCatalog c(doc);
+  CHECK(c.Requests() == "r");
+  CHECK(c.Requests("high") == "r");
 }
 
 TEST_CASE("declarations carry retention, key and partitions", "[topics]") {

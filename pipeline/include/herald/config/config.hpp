@@ -41,6 +41,7 @@ struct Config {
   std::size_t http_concurrency = 16;
   std::chrono::milliseconds breaker_open_for{5000};
   std::chrono::seconds cache_ttl{600};
+  std::size_t user_cache_entries = 20'000;  // users in each enrich process's LRU
   // Retries and fan-out
   std::vector<std::chrono::milliseconds> retry_delays = {std::chrono::seconds(30), std::chrono::minutes(5),
                                                          std::chrono::hours(1)};
@@ -67,6 +68,7 @@ struct Config {
   double provider_rate = 200;   // messages/s per provider, shared by all replicas
   double provider_burst = 50;
   double smtp_rate = 100;       // emails/s through the SMTP server, shared by all replicas
+  std::size_t smtp_connections = 4;  // SMTP connections per email delivery process
   std::size_t priority_share = 5;  // percent of a delivery batch kept for each lower priority
   std::string unsubscribe_url = "http://127.0.0.1:8081/v1/unsubscribe";
   std::string unsubscribe_secret = "herald-dev-unsubscribe-secret";

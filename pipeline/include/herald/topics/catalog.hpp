@@ -41,7 +41,11 @@ class TopicCatalog {
 
   /// Role lookups; each throws ConfigError if topics.json does not declare the topic.
   const std::string& Events(std::string_view source) const;
+  /// The requests topic (normal and low priority).
   const std::string& Requests() const;
+  /// Where plan writes a request of this priority: the high-priority requests topic for
+  /// "high" when topics.json declares one, else Requests().
+  const std::string& Requests(std::string_view priority) const;
   const std::string& Deliver(std::string_view channel, std::string_view priority) const;
   const std::string& Status() const;
   const std::string& Dlq() const;
