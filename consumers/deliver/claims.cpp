@@ -46,6 +46,62 @@ void Claims::MarkDone(const std::string& notification_id, const std::string& cha
   Check(r, "SET");
 }
 
+std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
+  std::vector<Result> out(ids.size());
+  if (ids.empty()) return out;
+  const auto lease_ms = std::to_string(lease_.count() * 1000);
+  std::vector<std::vector<std::string>> sets;
+  sets.reserve(ids.size());
+  for (const auto& [id, channel] : ids) sets.push_back({"SET", Key(id, channel), owner_, "NX", "PX", lease_ms});
+  auto replies = redis_.Pipeline(sets);
+  std::vector<std::size_t> taken;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Check(replies[i], "SET NX");
+    if (replies[i].type == redis::Reply::Type::kStatus) {
+      out[i].state = ClaimState::kClaimed;
+    } else {
+      taken.push_back(i);
+    }
+  }
+  if (taken.empty()) return out;
+  std::vector<std::vector<std::string>> gets;
+  for (auto i : taken) gets.push_back({"GET", Key(ids[i].first, ids[i].second)});
+  auto current = redis_.Pipeline(gets);
+  for (std::size_t k = 0; k < taken.size(); ++k) {
+    auto& r = out[taken[k]];
+    const auto& cur = current[k];
+    Check(cur, "GET");
+    if (cur.IsNil()) {  // expired in between: claim it on its own
+      r.state = Claim(ids[taken[k]].first, ids[taken[k]].second, &r.outcome);
+    } else if (cur.str == owner_) {
+      r.state = ClaimState::kClaimed;  // ours (a retried batch)
+    } else if (cur.str.rfind("done:", 0) == 0) {
+      r.state = ClaimState::kDone;
+      r.outcome = cur.str.substr(5);
+    } else {
+      r.state = ClaimState::kHeldByOther;
+    }
+  }
+  return out;
+}
+
+void Claims::MarkDoneMany(const std::vector<Id>& ids, const std::vector<std::string>& outcomes) {
+  if (ids.empty()) return;
+  const auto ttl_ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ttl_).count());
+  std::vector<std::vector<std::string>> sets;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    sets.push_back({"SET", Key(ids[i].first, ids[i].second), "done:" + outcomes[i], "PX", ttl_ms});
+  }
+  for (const auto& r : redis_.Pipeline(sets)) Check(r, "SET");
+}
+
+void Claims::ReleaseMany(const std::vector<Id>& ids) {
+  if (ids.empty()) return;
+  std::vector<std::vector<std::string>> evals;
+  for (const auto& [id, channel] : ids) evals.push_back({"EVAL", kReleaseScript, "1", Key(id, channel), owner_});
+  for (const auto& r : redis_.Pipeline(evals)) Check(r, "EVAL release");
+}
+
 void Claims::Release(const std::string& notification_id, const std::string& channel) {
   auto r = redis_.Command({"EVAL", kReleaseScript, "1", Key(notification_id, channel), owner_});
   Check(r, "EVAL release");

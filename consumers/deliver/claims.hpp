@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "herald/redis/client.hpp"
 
@@ -26,6 +28,17 @@ class Claims {
                    std::string* outcome = nullptr);
   void MarkDone(const std::string& notification_id, const std::string& channel, const std::string& outcome);
   void Release(const std::string& notification_id, const std::string& channel);
+
+  /// The same for many notifications in one Redis round trip (two when some are taken).
+  /// `ids[i]` is (notification_id, channel); results are in the same order.
+  struct Result {
+    ClaimState state = ClaimState::kHeldByOther;
+    std::string outcome;  // for kDone
+  };
+  using Id = std::pair<std::string, std::string>;
+  std::vector<Result> ClaimMany(const std::vector<Id>& ids);
+  void MarkDoneMany(const std::vector<Id>& ids, const std::vector<std::string>& outcomes);
+  void ReleaseMany(const std::vector<Id>& ids);
 
   static std::string Key(const std::string& notification_id, const std::string& channel);
 

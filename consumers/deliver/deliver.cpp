@@ -1,10 +1,12 @@
 #include <unistd.h>
 
+#include <future>
 #include <set>
 #include <thread>
 
 #include "deliver/claims.hpp"
 #include "deliver/email.hpp"
+#include "deliver/journal.hpp"
 #include "deliver/providers.hpp"
 #include "deliver/render.hpp"
 #include "enrich/timing.hpp"
@@ -31,8 +33,13 @@ struct Item {
   std::string list_unsubscribe;  // email: the one-click unsubscribe URL, empty for transactional types
 };
 
-// Emails sent per rate-limiter acquisition (one SMTP connection sends them in turn).
-constexpr std::size_t kEmailChunk = 8;
+
+// Rounds of emails (one on each SMTP connection) per rate-limiter acquisition and campaign
+// state check.
+constexpr std::size_t kEmailRounds = 4;
+
+// Lower-priority records a delivery batch prepares at most (see the batch handler).
+constexpr std::size_t kLowerPerBatch = 128;
 
 }  // namespace
 
@@ -59,16 +66,23 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   redis::Client redis(config.redis_url);
   std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
   deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
-  std::unique_ptr<deliver::SmtpSender> smtp;
+  // Sends begun and not yet recorded, so the owner taking over after a crash does not send
+  // again what the provider may already have delivered. SMS needs none: it carries the
+  // notification id as the provider's idempotency key, so a repeat is delivered once.
+  deliver::SendJournal journal(redis, owner, config.claim_ttl);
+  const bool journaled = channel != "sms";
+  std::vector<std::unique_ptr<deliver::SmtpSender>> smtp;  // one connection each (email)
   std::unique_ptr<deliver::HttpProvider> provider;
   std::unique_ptr<redis::RateLimiter> limiter;
   std::string provider_name = channel == "email" ? "smtp" : channel;
   if (channel == "email") {
     limiter = std::make_unique<redis::RateLimiter>(
         redis, redis::RateLimiter::Options{"smtp", config.smtp_rate, config.provider_burst, 0.05, 0.1});
-    smtp = std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
-        config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
-        std::chrono::milliseconds(15000), config.smtp_ca_file});
+    for (std::size_t i = 0; i < config.smtp_connections; ++i) {
+      smtp.push_back(std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
+          config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
+          std::chrono::milliseconds(15000), config.smtp_ca_file}));
+    }
   } else {
     provider = std::make_unique<deliver::HttpProvider>(deliver::HttpProvider::Options{
         channel,
@@ -105,6 +119,10 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
   std::set<std::string> sent_unmarked;
+  // Refused by the provider (or to retry), but the claim and the journal could not be
+  // updated: remembered so a retry of the batch does not take its journal entry for a send
+  // whose outcome is unknown.
+  std::set<std::string> unsent_unmarked;
   // Campaign states: a paused campaign's notifications are held (released on resume by the
   // scheduler), a cancelled one's are recorded as cancelled. Checked per record and again
   // before every send chunk, so a pause or cancel stops sending within one chunk.
@@ -141,6 +159,31 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       }
       return stop_for(d, msg, it->second);
     };
+    // A permanent failure moves the notification to the next channel the user can be
+    // reached on, as a new notification (its id includes the channel).
+    auto fall_back = [&](const model::Delivery& d, const std::string& detail) {
+      std::string next;
+      std::vector<std::string> rest;
+      for (std::size_t k = 0; k < d.fallback.size(); ++k) {
+        if (next.empty() && d.contacts.contains(d.fallback[k]) && d.contacts[d.fallback[k]].is_string()) {
+          next = d.fallback[k];
+        } else if (!next.empty()) {
+          rest.push_back(d.fallback[k]);
+        }
+      }
+      if (next.empty()) return;
+      model::Delivery nd = d;
+      nd.channel = next;
+      nd.fallback = rest;
+      nd.address = d.contacts[next].get<std::string>();
+      nd.notification_id = NotificationId(d.request.event_id, d.request.user_id, next);
+      nd.attempt = 0;
+      st.Produce(ctx, {catalog.Deliver(next, model::PriorityName(d.request.priority)), d.request.user_id,
+                       model::Dump(model::ToJson(nd)), {{"herald-notification-id", nd.notification_id}}});
+      st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFallback, "falling back to " + next + ": " + detail));
+      st.EmitStatus(ctx, model::MakeStatus(nd, model::Status::kAccepted, "fallback from " + d.channel));
+      fallbacks.Inc();
+    };
     template_cache.RefreshIfDue();
     auto templates = template_cache.Current();
     const auto now = clock->Now();  // one reading per batch (a file clock is a file read)
@@ -148,10 +191,22 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     // has its guaranteed share of lower-priority records, the rest waits for the next batch.
     std::size_t lower_prepared = 0;
     bool yielding = false;
+    std::set<std::string> claimed_in_batch;
+    struct Candidate {
+      const kafka::Message* msg;
+      model::Delivery d;
+      const schema::EventTypeInfo* type;
+    };
+    std::vector<Candidate> candidates;
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
       if (ctx.LaneOf(msg) > 0) {
-        if (yielding || (lower_prepared >= ctx.Guaranteed() && ctx.HigherWaiting(msg))) {
+        // At most kLowerPerBatch lower-priority records are prepared (claimed, rendered) per
+        // batch; the rest stay in memory for the next one. A high-priority record arriving
+        // meanwhile then waits for a short batch, and no claim or rendering is wasted on
+        // records a yield would hand back.
+        if (yielding || lower_prepared >= std::max(kLowerPerBatch, ctx.Guaranteed()) ||
+            (lower_prepared >= ctx.Guaranteed() && ctx.HigherWaiting(msg))) {
           if (!yielding) yields.Inc();
           yielding = true;
           ctx.Yield(msg);
@@ -180,18 +235,69 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       if (stopped_by_campaign(d, msg)) continue;
       if (sent_unmarked.count(d.notification_id)) {
         claims.MarkDone(d.notification_id, d.channel, "sent");  // throws again if Redis is still away
+        if (journaled) journal.End({{d.notification_id, d.channel}});
         sent_unmarked.erase(d.notification_id);
         st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
         continue;
       }
-      std::string done_outcome;
-      switch (claims.Claim(d.notification_id, d.channel, &done_outcome)) {
+      // The same notification twice in one batch (its upstream batch was produced again after
+      // a failed acknowledgement, or a retry raced a redelivery): the claim taken for the
+      // first copy is this owner's, which a claim reports as claimed again, so the copy is
+      // skipped here and the first speaks for both.
+      if (!claimed_in_batch.insert(d.notification_id).second) {
+        dupes.Inc();
+        continue;
+      }
+      candidates.push_back({&msg, std::move(d), type});
+    }
+
+    // Claims for the whole batch in one Redis round trip, then each record in order.
+    std::vector<deliver::Claims::Id> claim_ids;
+    claim_ids.reserve(candidates.size());
+    for (const auto& c : candidates) claim_ids.emplace_back(c.d.notification_id, c.d.channel);
+    auto claimed = claims.ClaimMany(claim_ids);
+    // Of the notifications claimed, those whose send an earlier attempt began and never
+    // recorded: it stopped with the send in flight (killed, or its batch failed on Redis).
+    std::vector<std::string> begun_by(candidates.size());
+    if (journaled) {
+      std::vector<deliver::JournalKey> keys;
+      std::vector<std::size_t> at;
+      for (std::size_t i = 0; i < candidates.size(); ++i) {
+        if (claimed[i].state != deliver::ClaimState::kClaimed) continue;
+        keys.push_back({candidates[i].d.notification_id, candidates[i].d.channel});
+        at.push_back(i);
+      }
+      auto owners = journal.InFlight(keys);
+      for (std::size_t k = 0; k < at.size(); ++k) begun_by[at[k]] = owners[k];
+    }
+    std::vector<deliver::Claims::Id> unclaim;  // claimed, then behind a deferred record of their partition
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+      auto& [msg_ptr, d, type] = candidates[i];
+      const auto& msg = *msg_ptr;
+      const auto& done_outcome = claimed[i].outcome;
+      if (ctx.IsDeferred(msg)) {
+        if (claimed[i].state == deliver::ClaimState::kClaimed) unclaim.push_back(claim_ids[i]);
+        continue;
+      }
+      switch (claimed[i].state) {
         case deliver::ClaimState::kDone:
-          // Already handled (a redelivery after a crash, rebalance or replay): never send
-          // again, but state the outcome once more so the ledger is complete even if the
-          // first status record was lost with the batch that sent it. The ledger is idempotent.
+          // Already handled (a redelivery after a crash, rebalance or replay, or the retry of
+          // a batch whose output was not acknowledged): never send again, but state the
+          // outcome once more, and produce the fallback again after a rejection, so nothing
+          // is lost with the output of the batch that handled it. The ledger is idempotent
+          // (an equal status keeps its first reason) and the fallback has a deterministic id.
           dupes.Inc();
-          if (done_outcome == "sent") st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
+          if (done_outcome == "sent") {
+            st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kSent));
+          } else if (done_outcome == "rejected") {
+            st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, "rejected by " + provider_name + " (restated on redelivery)"));
+            fall_back(d, "rejected by " + provider_name);
+          } else if (done_outcome == "failed") {
+            st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, "could not be rendered (restated on redelivery)"));
+          } else if (done_outcome == "unknown") {
+            st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed,
+                                                 "outcome unknown: a send was in flight when an earlier attempt stopped (restated on redelivery)"));
+          }
           continue;
         case deliver::ClaimState::kHeldByOther:
           // Another replica is sending it right now (or crashed mid-send and its lease will
@@ -202,6 +308,21 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         case deliver::ClaimState::kClaimed:
           break;
       }
+      const bool known_unsent = unsent_unmarked.erase(d.notification_id) > 0;
+      if (!begun_by[i].empty() && !known_unsent) {
+        // The provider may or may not have delivered it, and a second send could reach the
+        // user twice: it is not sent again. The outcome is recorded first (a crash after
+        // that finds the claim done), then it fails with the reason and is dead-lettered,
+        // where an operator sees it.
+        const std::string reason = "outcome unknown: " + provider_name + " had the send in flight when an earlier attempt (" +
+                                   begun_by[i] + ") stopped; it may have been delivered, so it is not sent again";
+        claims.MarkDone(d.notification_id, d.channel, "unknown");
+        journal.End({{d.notification_id, d.channel}});
+        st.DeadLetter(ctx, msg, "send_outcome_unknown", reason);
+        st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFailed, reason));
+        failed.Inc();
+        continue;
+      }
       try {
         auto prepared = deliver::Render(d, type, *templates, config.unsubscribe_url, config.unsubscribe_secret);
         items.push_back({&msg, d, std::move(prepared.rendered), std::move(prepared.list_unsubscribe)});
@@ -211,6 +332,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         failed.Inc();
       }
     }
+    claims.ReleaseMany(unclaim);
 
     // Each outcome is recorded as soon as it is known, so a crash can repeat at most the
     // sends in flight (one email, or one concurrent provider chunk), never a whole batch.
@@ -218,9 +340,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       const auto& d = item.d;
       const auto& msg = *item.msg;
       if (o.result == deliver::SendResult::kRetryLater) {
-        // Not sent: free the claim and let the retry tiers bring it back later, so one
-        // failing send never blocks the partition.
-        claims.Release(d.notification_id, d.channel);
+        // Not sent: the claim was freed (handle_all), and the retry tiers bring it back
+        // later, so one failing send never blocks the partition.
         // A 429 is the provider asking to slow down, not a failure of this message: it waits
         // in the retry tier without using up an attempt.
         if (st.Retry(ctx, msg, provider_name + ": " + o.detail, /*consume_attempt=*/!o.throttled)) {
@@ -235,12 +356,6 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         return;
       }
       auto status = o.result == deliver::SendResult::kSent ? model::Status::kSent : model::Status::kFailed;
-      try {
-        claims.MarkDone(d.notification_id, d.channel, std::string(model::StatusName(status)));
-      } catch (const TransientError&) {
-        if (status == model::Status::kSent) sent_unmarked.insert(d.notification_id);
-        throw;
-      }
       auto s = model::MakeStatus(d, status, status == model::Status::kSent ? "" : o.detail);
       s.provider = provider_name;
       s.provider_message_id = o.message_id;
@@ -251,33 +366,47 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         return;
       }
       failed.Inc();
-      // A permanent failure moves the notification to the next channel the user can be
-      // reached on, as a new notification (its id includes the channel).
-      std::string next;
-      std::vector<std::string> rest;
-      for (std::size_t k = 0; k < d.fallback.size(); ++k) {
-        if (next.empty() && d.contacts.contains(d.fallback[k]) && d.contacts[d.fallback[k]].is_string()) {
-          next = d.fallback[k];
-        } else if (!next.empty()) {
-          rest.push_back(d.fallback[k]);
-        }
-      }
-      if (next.empty()) return;
-      model::Delivery nd = d;
-      nd.channel = next;
-      nd.fallback = rest;
-      nd.address = d.contacts[next].get<std::string>();
-      nd.notification_id = NotificationId(d.request.event_id, d.request.user_id, next);
-      nd.attempt = 0;
-      st.Produce(ctx, {catalog.Deliver(next, model::PriorityName(d.request.priority)), d.request.user_id,
-                       model::Dump(model::ToJson(nd)), {{"herald-notification-id", nd.notification_id}}});
-      st.EmitStatus(ctx, model::MakeStatus(d, model::Status::kFallback, "falling back to " + next + ": " + o.detail));
-      st.EmitStatus(ctx, model::MakeStatus(nd, model::Status::kAccepted, "fallback from " + d.channel));
-      fallbacks.Inc();
+      fall_back(d, o.detail);
     };
 
-    // Sends in chunks (concurrent for HTTP providers, sequential over the one SMTP
-    // connection), each paid for with tokens from the provider's bucket shared by all
+    // Records a chunk's outcomes: one Redis round trip marks the sent and rejected
+    // notifications done ("rejected", not "failed", which is a template that cannot be
+    // rendered: a redelivery knows to produce the fallback again), one frees the claims of
+    // those to retry. When Redis fails, what was sent is remembered in sent_unmarked, so the
+    // batch's retry marks it instead of sending it again.
+    auto handle_all = [&](std::size_t begin, const std::vector<deliver::ProviderOutcome>& outcomes) {
+      std::vector<deliver::Claims::Id> done, release;
+      std::vector<std::string> done_as;
+      for (std::size_t k = 0; k < outcomes.size(); ++k) {
+        const auto& d = items[begin + k].d;
+        if (outcomes[k].result == deliver::SendResult::kRetryLater) {
+          release.emplace_back(d.notification_id, d.channel);
+        } else {
+          done.emplace_back(d.notification_id, d.channel);
+          done_as.push_back(outcomes[k].result == deliver::SendResult::kSent ? "sent" : "rejected");
+        }
+      }
+      try {
+        // The journal's entries end after the claims are done and before any is released:
+        // a crash in between leaves either a done claim or a send that never happened.
+        claims.MarkDoneMany(done, done_as);
+        if (journaled) {
+          std::vector<deliver::JournalKey> ended;
+          for (std::size_t k = 0; k < outcomes.size(); ++k) ended.push_back({items[begin + k].d.notification_id, items[begin + k].d.channel});
+          journal.End(ended);
+        }
+        claims.ReleaseMany(release);
+      } catch (const TransientError&) {
+        for (std::size_t k = 0; k < outcomes.size(); ++k) {
+          (outcomes[k].result == deliver::SendResult::kSent ? sent_unmarked : unsent_unmarked).insert(items[begin + k].d.notification_id);
+        }
+        throw;
+      }
+      for (std::size_t k = 0; k < outcomes.size(); ++k) handle(items[begin + k], outcomes[k]);
+    };
+
+    // Sends in chunks (concurrent for HTTP providers; one email on each SMTP connection),
+    // each paid for with tokens from the provider's bucket shared by all
     // replicas. Between chunks the stage yields to higher priorities: when a higher lane has
     // records waiting and this batch has served its guaranteed share of lower-lane records,
     // the rest is handed back (claims released, partitions rewound) and the next batch takes
@@ -285,6 +414,12 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     //
     // send_chunk sends items [begin, end) and records each outcome; it returns whether the
     // provider asked to slow down, and the longest Retry-After it gave.
+    // Enters items [begin, end) in the send journal just before they go to the provider.
+    auto begin_sends = [&](std::size_t begin, std::size_t end) {
+      std::vector<deliver::JournalKey> keys;
+      for (std::size_t i = begin; i < end; ++i) keys.push_back({items[i].d.notification_id, items[i].d.channel});
+      journal.Begin(keys);
+    };
     auto send_chunk = [&](std::size_t begin, std::size_t end) {
       std::pair<bool, std::optional<std::chrono::seconds>> throttle{false, std::nullopt};
       auto note = [&](const deliver::ProviderOutcome& o) {
@@ -292,10 +427,11 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         throttle.first = true;
         if (o.retry_after && (!throttle.second || *o.retry_after > *throttle.second)) throttle.second = o.retry_after;
       };
-      if (smtp) {
-        // One at a time over the one connection, each recorded before the next is sent, so a
-        // crash can repeat at most the email in flight.
-        for (std::size_t i = begin; i < end; ++i) {
+      if (!smtp.empty()) {
+        // In rounds of one email on each connection at once; a round's outcomes are recorded
+        // as soon as its sends are done, so a crash can repeat at most the emails in flight
+        // (one per connection).
+        auto send_one = [&](std::size_t i, deliver::SmtpSender& sender) {
           const auto& it = items[i];
           deliver::Email email;
           email.to = it.d.address;
@@ -307,10 +443,21 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           email.html = it.rendered.html;
           email.message_id = it.d.notification_id + "@herald";
           email.list_unsubscribe = it.list_unsubscribe;
-          auto o = smtp->Send(email);
-          deliver::ProviderOutcome po{o.result, o.detail, email.message_id, std::nullopt, o.throttled};
-          note(po);
-          handle(it, po);
+          auto o = sender.Send(email);
+          return deliver::ProviderOutcome{o.result, o.detail, email.message_id, std::nullopt, o.throttled};
+        };
+        for (std::size_t round = begin; round < end; round += smtp.size()) {
+          const std::size_t round_end = std::min(end, round + smtp.size());
+          begin_sends(round, round_end);
+          std::vector<std::future<deliver::ProviderOutcome>> in_flight;
+          for (std::size_t i = round + 1; i < round_end; ++i) {
+            in_flight.push_back(std::async(std::launch::async, send_one, i, std::ref(*smtp[i - round])));
+          }
+          std::vector<deliver::ProviderOutcome> outcomes;
+          outcomes.push_back(send_one(round, *smtp[0]));
+          for (auto& f : in_flight) outcomes.push_back(f.get());
+          for (const auto& o : outcomes) note(o);
+          handle_all(round, outcomes);
         }
         return throttle;
       }
@@ -318,16 +465,19 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       for (std::size_t i = begin; i < end; ++i) {
         out.push_back({items[i].d.notification_id, items[i].d.address, items[i].rendered.subject, items[i].rendered.text});
       }
+      if (journaled) begin_sends(begin, end);
       auto outcomes = provider->SendMany(out);
       for (const auto& o : outcomes) note(o);
-      for (std::size_t i = begin; i < end; ++i) handle(items[i], outcomes[i - begin]);
+      handle_all(begin, outcomes);
       return throttle;
     };
     // Hands the items from `from` on back unsent: a yield keeps them in memory for the next
     // batch; a pause (provider Retry-After) rewinds their partitions and waits.
     auto hand_back = [&](std::size_t from, std::chrono::milliseconds pause) {
+      std::vector<deliver::Claims::Id> release;
+      for (std::size_t i = from; i < items.size(); ++i) release.emplace_back(items[i].d.notification_id, items[i].d.channel);
+      claims.ReleaseMany(release);
       for (std::size_t i = from; i < items.size(); ++i) {
-        claims.Release(items[i].d.notification_id, items[i].d.channel);
         if (pause.count() > 0) {
           ctx.Defer(*items[i].msg);
           ctx.PauseFor(*items[i].msg, pause);
@@ -336,7 +486,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         }
       }
     };
-    std::size_t chunk = smtp ? kEmailChunk : std::max<std::size_t>(config.http_concurrency, 1);
+    std::size_t chunk = !smtp.empty() ? smtp.size() * kEmailRounds : std::max<std::size_t>(config.http_concurrency, 1);
     std::size_t start = 0;
     while (start < items.size()) {
       std::size_t want = 0;

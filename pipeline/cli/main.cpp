@@ -149,13 +149,40 @@ int TemplatesSave(const Config& config, const std::string& file, std::string aut
   return 0;
 }
 
+// Fault injection from outside the process: SIGUSR1 takes every mock broker down (clients
+// see disconnects and refused connections), SIGUSR2 brings them back up. The two signals are
+// blocked before the cluster's threads start and taken with sigwait() on this thread, so no
+// work runs in a signal handler and no other thread dies of their default action.
 int DevBroker(const std::string& host, int port, int brokers, int partitions) {
+  sigset_t faults;
+  sigemptyset(&faults);
+  sigaddset(&faults, SIGUSR1);
+  sigaddset(&faults, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &faults, nullptr);
   herald::kafka::EmbeddedBroker broker({host, port, brokers, partitions});
   std::cout << "embedded Kafka broker listening on " << broker.Bootstrap() << " (mock brokers "
             << broker.DirectBootstraps() << ")\n"
             << "topics from topics/topics.json are created; try: kcat -b " << broker.Bootstrap() << " -L\n"
+            << "kill -USR1 " << ::getpid() << " takes the brokers down, kill -USR2 " << ::getpid() << " brings them up\n"
             << std::flush;
-  WaitForSignal();
+  sigset_t set = faults;
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  auto& log = *herald::Logger("broker");
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGUSR1 && sig != SIGUSR2) break;
+    const bool down = sig == SIGUSR1;
+    for (int id = 1; id <= brokers; ++id) {
+      if (down) {
+        broker.SetBrokerDown(id);
+      } else {
+        broker.SetBrokerUp(id);
+      }
+    }
+    log.warn("{}: {} mock broker(s) {}", down ? "SIGUSR1" : "SIGUSR2", brokers, down ? "down" : "up");
+  }
   return 0;
 }
 
@@ -395,7 +422,10 @@ int main(int argc, char** argv) {
 
   auto* dev = app.add_subcommand("dev", "Local development stack");
   dev->require_subcommand(1);
-  auto* dev_broker = dev->add_subcommand("broker", "Embedded Kafka broker (librdkafka mock cluster) over TCP");
+  auto* dev_broker = dev->add_subcommand(
+      "broker",
+      "Embedded Kafka broker (librdkafka mock cluster) over TCP. Fault injection: SIGUSR1 takes every mock "
+      "broker down, SIGUSR2 brings them back up");
   std::string broker_host = "127.0.0.1";
   int broker_port = 39092, broker_count = 1, broker_partitions = 0;
   dev_broker->add_option("--host", broker_host)->capture_default_str();

@@ -292,9 +292,12 @@ void DevStack::Up() {
 
     int redis_port = FreePort();
     fs::create_directories(options_.state_dir + "/redis");
+    // An append-only file in the state directory (fsync every second; a SIGTERM shutdown
+    // writes it out), so a restarted Redis comes back with its delivery claims, parked
+    // notifications and leases: losing the claims would let redeliveries send twice.
     Child redis{"redis", {Which("redis-server"), "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
-                          options_.state_dir + "/redis"}};
+                          "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+                          "--dir", options_.state_dir + "/redis"}};
     redis.ready_port = redis_port;
     children_.push_back(redis);
     Spawn(children_.back());
@@ -444,11 +447,16 @@ std::string DevStack::Summary() const {
 void DevStack::Kill(const std::string& name, int signal) {
   for (auto& c : children_) {
     if (c.name != name || c.pid <= 0) continue;
-    ::kill(c.pid, signal);
+    // SIGTERM means "stop cleanly": a child that stops promptly on another signal gets that
+    // one (PostgreSQL's SIGTERM is a smart shutdown, which waits for every client to leave).
+    const bool stop = signal == SIGTERM || signal == SIGINT;
+    ::kill(c.pid, signal == SIGTERM ? c.stop_signal : signal);
     int status = 0;
     if (signal == SIGKILL) {
       ::waitpid(c.pid, &status, 0);
       c.pid = -1;
+    } else if (stop) {
+      c.stopping = true;
     }
     return;
   }
@@ -471,6 +479,12 @@ bool DevStack::IsRunning(const std::string& name) {
 void DevStack::Start(const std::string& name) {
   for (auto& c : children_) {
     if (c.name != name) continue;
+    if (c.stopping && c.pid > 0) {
+      // Asked to stop and not gone yet: wait for its exit (it may be writing its data out),
+      // as StopChild() would, rather than take it for running.
+      StopChild(c);
+    }
+    c.stopping = false;
     if (IsRunning(name)) return;
     Spawn(c);
     WaitReady(c);

@@ -141,6 +141,53 @@ TEST_CASE("a delivery claim is exclusive, survives as done, and a crashed claim 
   REQUIRE(herald::test::WaitUntil([&] { return two.Claim("n-3", "sms") == ClaimState::kClaimed; }, 5s, 50ms));
 }
 
+TEST_CASE("claims taken, marked and released in batches follow the same rules", "[redis][claims]") {
+  using herald::consumers::deliver::ClaimState;
+  using herald::consumers::deliver::Claims;
+  herald::redis::Client r1(Server().Url()), r2(Server().Url());
+  Claims one(r1, "one", 5s, std::chrono::hours(1));
+  Claims two(r2, "two", 5s, std::chrono::hours(1));
+  std::vector<Claims::Id> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back({"m-" + std::to_string(i), "push"});
+  // Someone else holds m-1; m-2 was sent; m-3 was rejected; m-4 is this owner's already.
+  REQUIRE(two.Claim("m-1", "push") == ClaimState::kClaimed);
+  REQUIRE(two.Claim("m-2", "push") == ClaimState::kClaimed);
+  two.MarkDone("m-2", "push", "sent");
+  REQUIRE(two.Claim("m-3", "push") == ClaimState::kClaimed);
+  two.MarkDone("m-3", "push", "rejected");
+  REQUIRE(one.Claim("m-4", "push") == ClaimState::kClaimed);
+
+  auto got = one.ClaimMany(ids);
+  REQUIRE(got.size() == ids.size());
+  CHECK(got[0].state == ClaimState::kClaimed);
+  CHECK(got[1].state == ClaimState::kHeldByOther);
+  CHECK(got[2].state == ClaimState::kDone);
+  CHECK(got[2].outcome == "sent");
+  CHECK(got[3].state == ClaimState::kDone);
+  CHECK(got[3].outcome == "rejected");
+  CHECK(got[4].state == ClaimState::kClaimed);
+  std::size_t claimed = 0;
+  for (const auto& g : got) claimed += g.state == ClaimState::kClaimed;
+  CHECK(claimed == 297);
+  // The batch is exclusive: the other owner gets none of them but its own m-1.
+  auto theirs = two.ClaimMany(ids);
+  for (std::size_t i = 0; i < theirs.size(); ++i) CHECK((theirs[i].state == ClaimState::kClaimed) == (i == 1));
+
+  // Marked in a batch: done for everyone, with each outcome.
+  one.MarkDoneMany({ids[0], ids[5]}, {"sent", "rejected"});
+  std::string outcome;
+  CHECK(two.Claim("m-0", "push", &outcome) == ClaimState::kDone);
+  CHECK(outcome == "sent");
+  CHECK(two.Claim("m-5", "push", &outcome) == ClaimState::kDone);
+  CHECK(outcome == "rejected");
+  // Released in a batch: only this owner's claims are freed.
+  one.ReleaseMany({ids[6], ids[7], ids[1]});
+  CHECK(two.Claim("m-6", "push") == ClaimState::kClaimed);
+  CHECK(two.Claim("m-7", "push") == ClaimState::kClaimed);
+  CHECK(one.Claim("m-1", "push") == ClaimState::kHeldByOther);  // still the other owner's
+  CHECK(one.Claim("m-8", "push") == ClaimState::kClaimed);      // still this owner's
+}
+
 TEST_CASE("a Redis client reconnects after the server restarts its connections", "[redis]") {
   herald::redis::Client c(Server().Url());
   CHECK(c.Command({"SET", "k", "v"}).str == "OK");

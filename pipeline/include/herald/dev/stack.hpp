@@ -44,8 +44,15 @@ class DevStack {
   std::string Summary() const;
 
   /// Process control for tests and operators: signal a child by name ("deliver-email", ...).
+  /// SIGKILL waits for the child to die. SIGTERM asks it to stop the way it stops cleanly
+  /// and promptly (PostgreSQL gets SIGINT, its fast shutdown: SIGTERM would wait for every
+  /// client to disconnect). Other signals are just delivered (the broker takes its mock
+  /// brokers down on SIGUSR1 and up on SIGUSR2).
   void Kill(const std::string& name, int signal);
-  /// Starts a stopped (or killed) child again and waits until it answers.
+  /// Starts a stopped (or killed) child again and waits until it answers. A child told to
+  /// stop with SIGTERM/SIGINT is first waited for (15 s, then SIGKILL), so Kill(name,
+  /// SIGTERM) followed by Start(name) restarts it; PostgreSQL and Redis come back with their
+  /// data (Redis keeps an append-only file in the state directory).
   void Start(const std::string& name);
   bool IsRunning(const std::string& name);
   std::vector<std::string> Names() const;
@@ -64,6 +71,7 @@ class DevStack {
     std::string ready_http;  // or an HTTP path on ready_port that must answer 200
     int stop_signal = 15;
     pid_t pid = -1;
+    bool stopping = false;  // sent SIGTERM/SIGINT by Kill(), may not have exited yet
   };
 
  private:
