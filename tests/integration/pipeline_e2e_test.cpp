@@ -248,12 +248,37 @@ TEST_CASE("killing the deliver stage mid-run loses nothing", "[e2e][crash]") {
   INFO("delivered before the kill: " << at_kill);
   CHECK(at_kill < count);  // the kill really happened mid-run
   S().Dev().Start("deliver-email");
-  REQUIRE(WaitUntil([&] { return ours().first == count; }, 120s));
+  // An email in flight at the kill (one per SMTP connection at most) has an unknown outcome:
+  // the next owner does not send it again but dead-letters it as send_outcome_unknown.
+  auto unknown = [&] {
+    std::set<std::string> users;
+    for (const auto& r : herald::test::ReadTopicToEnd(S().Env("HERALD_BROKERS"), "notify.dlq.v1", 30s)) {
+      auto d = nlohmann::json::parse(r.value);
+      if (d.value("error_class", "") != "send_outcome_unknown") continue;
+      auto original = nlohmann::json::parse(d.value("original", ""), nullptr, false);
+      if (original.is_object() && original.contains("request")) users.insert(original["request"].value("user_id", ""));
+    }
+    return users;
+  };
+  std::set<std::string> unknown_users;
+  REQUIRE(WaitUntil(
+      [&] {
+        unknown_users = unknown();
+        int settled = 0;
+        auto mails = MailCounts();
+        for (int u = first; u < first + count; ++u) {
+          const auto id = "u-" + std::to_string(u);
+          settled += mails.count(id + "@example.test") || unknown_users.count(id) ? 1 : 0;
+        }
+        return settled == count;
+      },
+      120s, 200ms));
   auto [distinct, total] = ours();
-  CHECK(distinct == count);
-  // Sends are sequential, so at most the one message in flight at the kill can be repeated
-  // (sent, but not yet marked done).
-  CHECK(total - distinct <= 1);
+  INFO("emails: " << distinct << ", outcome unknown: " << unknown_users.size());
+  CHECK(distinct + static_cast<int>(unknown_users.size()) >= count);
+  CHECK(unknown_users.size() <= 4);  // HERALD_SMTP_CONNECTIONS: one email in flight on each
+  // Nothing is sent twice: what was in flight is dead-lettered, not repeated.
+  CHECK(total == distinct);
 }
 
 TEST_CASE("SIGTERM drains a stage, which leaves within 10 seconds", "[e2e][lifecycle]") {
