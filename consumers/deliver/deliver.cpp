@@ -334,8 +334,9 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     }
     claims.ReleaseMany(unclaim);
 
-    // Each outcome is recorded as soon as it is known, so a crash can repeat at most the
-    // sends in flight (one email, or one concurrent provider chunk), never a whole batch.
+    // Each outcome is recorded as soon as it is known, so a crash leaves at most the sends in
+    // flight with an unknown outcome (one email per SMTP connection, or one concurrent
+    // provider chunk), which the send journal keeps from being sent again.
     auto handle = [&](const Item& item, const deliver::ProviderOutcome& o) {
       const auto& d = item.d;
       const auto& msg = *item.msg;
@@ -412,14 +413,14 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     // the rest is handed back (claims released, partitions rewound) and the next batch takes
     // the urgent records first.
     //
-    // send_chunk sends items [begin, end) and records each outcome; it returns whether the
-    // provider asked to slow down, and the longest Retry-After it gave.
     // Enters items [begin, end) in the send journal just before they go to the provider.
     auto begin_sends = [&](std::size_t begin, std::size_t end) {
       std::vector<deliver::JournalKey> keys;
       for (std::size_t i = begin; i < end; ++i) keys.push_back({items[i].d.notification_id, items[i].d.channel});
       journal.Begin(keys);
     };
+    // send_chunk sends items [begin, end) and records each outcome; it returns whether the
+    // provider asked to slow down, and the longest Retry-After it gave.
     auto send_chunk = [&](std::size_t begin, std::size_t end) {
       std::pair<bool, std::optional<std::chrono::seconds>> throttle{false, std::nullopt};
       auto note = [&](const deliver::ProviderOutcome& o) {
@@ -429,8 +430,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       };
       if (!smtp.empty()) {
         // In rounds of one email on each connection at once; a round's outcomes are recorded
-        // as soon as its sends are done, so a crash can repeat at most the emails in flight
-        // (one per connection).
+        // as soon as its sends are done, so a crash leaves at most one email per connection
+        // with an unknown outcome.
         auto send_one = [&](std::size_t i, deliver::SmtpSender& sender) {
           const auto& it = items[i];
           deliver::Email email;
