@@ -105,7 +105,7 @@ TEST_CASE("marketing waits for each recipient's first allowed local minute, acro
   std::map<std::string, std::string> user_of;  // zone -> user id
   int from = 40'000;
   for (const auto& [zone, when] : due) {
-    int u = FindUser(from, [&](const json& x) {
+    int u = FindUser(from, [&, zone = zone](const json& x) {
       return x["timezone"] == zone && x["marketing_opt_in"] == true && FirstChannelWorks(x) &&
              x["channels"][0] != "sms";
     });
