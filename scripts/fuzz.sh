@@ -19,7 +19,11 @@ CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWi
 targets=(herald unit_tests)
 for f in "${fuzzers[@]}"; do targets+=("${f}_fuzz"); done
 for t in "$@"; do targets+=("$t"); done
-cmake --build "$build" -j"${HERALD_JOBS:-2}" --target "${targets[@]}"
+# HERALD_JOBS is this script's own; unset, so the stages the tests start never see it (they
+# refuse unknown HERALD_* settings).
+jobs=${HERALD_JOBS:-2}
+unset HERALD_JOBS
+cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 
 # Every report is fatal; leaks are reported at exit.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
