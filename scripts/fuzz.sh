@@ -28,6 +28,7 @@ cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 # Every report is fatal; leaks are reported at exit.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp
 echo "fuzz.sh: unit tests under ASan + UBSan"
 (cd "$build" && ./tests/unit_tests)
 # The stages those programs start are the sanitized binary too: their logs are kept and
