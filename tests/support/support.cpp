@@ -53,17 +53,25 @@ static ReadRecord ToReadRecord(rd_kafka_message_t* m) {
   return r;
 }
 
-std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
-                                        const std::function<bool(const std::vector<ReadRecord>&)>& done,
-                                        std::chrono::milliseconds timeout) {
+using ReaderHandle = std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)>;
+
+// An assign-based consumer for reading topics in tests (nothing committed).
+static ReaderHandle NewReader(const std::string& brokers) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
   rd_kafka_conf_set(conf, "group.id", "herald-test-reader", err, sizeof err);
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
   rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err),
-                                                              rd_kafka_destroy);
+  ReaderHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err), rd_kafka_destroy);
+  if (!rk) throw std::runtime_error(std::string("cannot create a Kafka consumer: ") + err);
+  return rk;
+}
+
+std::vector<ReadRecord> ReadTopicsUntil(const std::string& brokers, const std::vector<std::string>& topics,
+                                        const std::function<bool(const std::vector<ReadRecord>&)>& done,
+                                        std::chrono::milliseconds timeout) {
+  auto rk = NewReader(brokers);
   std::vector<ReadRecord> out;
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
   for (const auto& topic : topics) {
@@ -100,15 +108,7 @@ std::vector<ReadRecord> ReadTopic(const std::string& brokers, const std::string&
 
 std::vector<ReadRecord> ReadTopicToEnd(const std::string& brokers, const std::string& topic,
                                        std::chrono::milliseconds timeout) {
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
-  rd_kafka_conf_set(conf, "group.id", "herald-test-reader", err, sizeof err);
-  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err),
-                                                              rd_kafka_destroy);
-  if (!rk) throw std::runtime_error(std::string("cannot create a Kafka consumer: ") + err);
+  auto rk = NewReader(brokers);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto left_ms = [&] {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
