@@ -9,6 +9,10 @@ namespace {
 constexpr const char* kReleaseScript =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
+// Extends the lease only if this owner still holds the claim.
+constexpr const char* kRenewScript =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
 void Check(const redis::Reply& r, const char* what) {
   if (r.type == redis::Reply::Type::kError) throw TransientError(std::string("Redis ") + what + ": " + r.str);
 }
@@ -31,7 +35,10 @@ ClaimState Claims::Claim(const std::string& notification_id, const std::string& 
   auto cur = redis_.Command({"GET", key});
   Check(cur, "GET");
   if (cur.IsNil()) return Claim(notification_id, channel, outcome);  // expired in between
-  if (cur.str == owner_) return ClaimState::kClaimed;        // ours (a retried command)
+  if (cur.str == owner_) {  // ours (a retried command): its lease starts again
+    RenewMany({{notification_id, channel}});
+    return ClaimState::kClaimed;
+  }
   if (cur.str.rfind("done:", 0) == 0) {
     if (outcome) *outcome = cur.str.substr(5);
     return ClaimState::kDone;
@@ -67,6 +74,7 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
   std::vector<std::vector<std::string>> gets;
   for (auto i : taken) gets.push_back({"GET", Key(ids[i].first, ids[i].second)});
   auto current = redis_.Pipeline(gets);
+  std::vector<Id> ours;
   for (std::size_t k = 0; k < taken.size(); ++k) {
     auto& r = out[taken[k]];
     const auto& cur = current[k];
@@ -74,7 +82,8 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
     if (cur.IsNil()) {  // expired in between: claim it on its own
       r.state = Claim(ids[taken[k]].first, ids[taken[k]].second, &r.outcome);
     } else if (cur.str == owner_) {
-      r.state = ClaimState::kClaimed;  // ours (a retried batch)
+      r.state = ClaimState::kClaimed;  // ours (a retried batch): its lease starts again below
+      ours.push_back(ids[taken[k]]);
     } else if (cur.str.rfind("done:", 0) == 0) {
       r.state = ClaimState::kDone;
       r.outcome = cur.str.substr(5);
@@ -82,7 +91,23 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
       r.state = ClaimState::kHeldByOther;
     }
   }
+  if (!ours.empty()) RenewMany(ours);
   return out;
+}
+
+std::vector<bool> Claims::RenewMany(const std::vector<Id>& ids) {
+  std::vector<bool> held(ids.size(), false);
+  if (ids.empty()) return held;
+  const auto lease_ms = std::to_string(lease_.count() * 1000);
+  std::vector<std::vector<std::string>> evals;
+  evals.reserve(ids.size());
+  for (const auto& [id, channel] : ids) evals.push_back({"EVAL", kRenewScript, "1", Key(id, channel), owner_, lease_ms});
+  auto replies = redis_.Pipeline(evals);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Check(replies[i], "EVAL renew");
+    held[i] = replies[i].type == redis::Reply::Type::kInteger && replies[i].integer == 1;
+  }
+  return held;
 }
 
 void Claims::MarkDoneMany(const std::vector<Id>& ids, const std::vector<std::string>& outcomes) {

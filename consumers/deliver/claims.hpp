@@ -6,7 +6,9 @@
 //     ▲                         │                                                (kept for the TTL)
 //     └───────Release()─────────┘  (send failed transiently: someone may retry)
 //
-// A crashed owner's pending claim expires after the lease and can then be claimed again.
+// A crashed owner's pending claim expires after the lease and can then be claimed again. A
+// live owner whose batch takes longer than the lease (a slow provider, a rate limit) keeps
+// its claims with RenewMany() before each send, and must not send those it no longer holds.
 
 #include <chrono>
 #include <string>
@@ -39,6 +41,12 @@ class Claims {
   std::vector<Result> ClaimMany(const std::vector<Id>& ids);
   void MarkDoneMany(const std::vector<Id>& ids, const std::vector<std::string>& outcomes);
   void ReleaseMany(const std::vector<Id>& ids);
+  /// Renews the lease of each claim this owner still holds, in one round trip; false where
+  /// it holds the claim no more (the lease ran out and another owner took it, or it is done
+  /// or free), which must then not be sent by this owner.
+  std::vector<bool> RenewMany(const std::vector<Id>& ids);
+
+  std::chrono::seconds Lease() const { return lease_; }
 
   static std::string Key(const std::string& notification_id, const std::string& channel);
 

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 #include <set>
 #include <thread>
@@ -38,6 +39,9 @@ struct Item {
 // state check.
 constexpr std::size_t kEmailRounds = 4;
 
+// How long one email may take on its SMTP connection.
+constexpr std::int64_t kSmtpTimeout = 15'000;  // ms
+
 // Lower-priority records a delivery batch prepares at most (see the batch handler).
 constexpr std::size_t kLowerPerBatch = 128;
 
@@ -66,6 +70,16 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   redis::Client redis(config.redis_url);
   std::string owner = std::to_string(::getpid()) + "-" + RandomUuid().substr(0, 8);
   deliver::Claims claims(redis, owner, config.claim_lease, config.claim_ttl);
+  {
+    // A send starts with at least two thirds of its claim's lease left (see keep_claims);
+    // one that may take longer could outlive its claim.
+    const auto send_timeout = channel == "email" ? std::chrono::milliseconds(kSmtpTimeout)
+                                                 : std::chrono::duration_cast<std::chrono::milliseconds>(config.http_timeout);
+    if (config.claim_lease * 2 / 3 < send_timeout) {
+      Logger("deliver")->warn("HERALD_CLAIM_LEASE ({}s) is short for a send that may take {} ms: two thirds of the lease should exceed it",
+                              config.claim_lease.count(), send_timeout.count());
+    }
+  }
   // Sends begun and not yet recorded, so the owner taking over after a crash does not send
   // again what the provider may already have delivered. SMS needs none: it carries the
   // notification id as the provider's idempotency key, so a repeat is delivered once.
@@ -81,7 +95,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     for (std::size_t i = 0; i < config.smtp_connections; ++i) {
       smtp.push_back(std::make_unique<deliver::SmtpSender>(deliver::SmtpSender::Options{
           config.smtp_url, config.smtp_from, config.smtp_user, config.smtp_password, config.http_connect_timeout,
-          std::chrono::milliseconds(15000), config.smtp_ca_file}));
+          std::chrono::milliseconds(kSmtpTimeout), config.smtp_ca_file}));
     }
   } else {
     provider = std::make_unique<deliver::HttpProvider>(deliver::HttpProvider::Options{
@@ -115,6 +129,10 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& throttles = m.GetCounter("herald_provider_throttled_total", "429 answers from the provider", l);
   auto& yields = m.GetCounter("herald_priority_yields_total",
                               "Batches that handed lower-priority records back because higher-priority ones were waiting", l);
+  auto& renewals = m.GetCounter("herald_claim_renewals_total",
+                                "Times a batch renewed its claims because it outlasted a third of the lease", l);
+  auto& claims_lost = m.GetCounter("herald_claims_lost_total",
+                                   "Claims found taken by another owner before their send (not sent by this owner)", l);
   auto& rate_factor = m.GetGauge("herald_rate_limit_factor", "Share of the full provider rate in use (adaptive)", l);
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
@@ -255,6 +273,8 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     std::vector<deliver::Claims::Id> claim_ids;
     claim_ids.reserve(candidates.size());
     for (const auto& c : candidates) claim_ids.emplace_back(c.d.notification_id, c.d.channel);
+    // Every claim taken here is this owner's until at least confirmed_at + the lease.
+    auto confirmed_at = std::chrono::steady_clock::now();
     auto claimed = claims.ClaimMany(claim_ids);
     // Of the notifications claimed, those whose send an earlier attempt began and never
     // recorded: it stopped with the send in flight (killed, or its batch failed on Redis).
@@ -419,14 +439,52 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       for (std::size_t i = begin; i < end; ++i) keys.push_back({items[i].d.notification_id, items[i].d.channel});
       journal.Begin(keys);
     };
-    // send_chunk sends items [begin, end) and records each outcome; it returns whether the
-    // provider asked to slow down, and the longest Retry-After it gave.
+    // Before a send, the claims of the items still to send are renewed when a third of the
+    // lease has passed since they were last confirmed, so a batch that outlasts the lease (a
+    // slow provider, a rate limit) keeps them, and every send starts with at least two thirds
+    // of its lease left. A claim this owner no longer holds (the process stalled past the
+    // lease and another replica took it) is not sent: its item is dropped from the batch and
+    // its partition rewound to it, so it is read again and finds the claim done or taken.
+    // Returns false when items from `from` on were dropped.
+    auto keep_claims = [&](std::size_t from) {
+      const auto now = std::chrono::steady_clock::now();
+      if (from >= items.size() || now - confirmed_at < claims.Lease() / 3) return true;
+      std::vector<deliver::Claims::Id> ids;
+      for (std::size_t i = from; i < items.size(); ++i) ids.emplace_back(items[i].d.notification_id, items[i].d.channel);
+      auto held = claims.RenewMany(ids);
+      confirmed_at = now;
+      renewals.Inc();
+      if (std::all_of(held.begin(), held.end(), [](bool h) { return h; })) return true;
+      std::vector<Item> kept;
+      for (std::size_t i = from; i < items.size(); ++i) {
+        if (held[i - from]) {
+          kept.push_back(std::move(items[i]));
+          continue;
+        }
+        claims_lost.Inc();
+        Logger("deliver")->warn("claim of {} on {} was lost (its lease ran out and another owner took it): not sent here",
+                items[i].d.notification_id, channel);
+        ctx.Defer(*items[i].msg);
+        ctx.PauseFor(*items[i].msg, std::chrono::seconds(1));
+      }
+      items.erase(items.begin() + static_cast<std::ptrdiff_t>(from), items.end());
+      for (auto& it : kept) items.push_back(std::move(it));
+      return false;
+    };
+    // send_chunk sends items [begin, end) and records each outcome. It returns where it
+    // stopped (`end`, or earlier when keep_claims dropped items: those from there on changed),
+    // whether the provider asked to slow down, and the longest Retry-After it gave.
+    struct ChunkResult {
+      std::size_t until;
+      bool throttled = false;
+      std::optional<std::chrono::seconds> retry_after;
+    };
     auto send_chunk = [&](std::size_t begin, std::size_t end) {
-      std::pair<bool, std::optional<std::chrono::seconds>> throttle{false, std::nullopt};
+      ChunkResult result{end};
       auto note = [&](const deliver::ProviderOutcome& o) {
         if (!o.throttled) return;
-        throttle.first = true;
-        if (o.retry_after && (!throttle.second || *o.retry_after > *throttle.second)) throttle.second = o.retry_after;
+        result.throttled = true;
+        if (o.retry_after && (!result.retry_after || *o.retry_after > *result.retry_after)) result.retry_after = o.retry_after;
       };
       if (!smtp.empty()) {
         // In rounds of one email on each connection at once; a round's outcomes are recorded
@@ -448,6 +506,10 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           return deliver::ProviderOutcome{o.result, o.detail, email.message_id, std::nullopt, o.throttled};
         };
         for (std::size_t round = begin; round < end; round += smtp.size()) {
+          if (!keep_claims(round)) {
+            result.until = round;
+            return result;
+          }
           const std::size_t round_end = std::min(end, round + smtp.size());
           begin_sends(round, round_end);
           std::vector<std::future<deliver::ProviderOutcome>> in_flight;
@@ -460,7 +522,11 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           for (const auto& o : outcomes) note(o);
           handle_all(round, outcomes);
         }
-        return throttle;
+        return result;
+      }
+      if (!keep_claims(begin)) {
+        result.until = begin;
+        return result;
       }
       std::vector<deliver::OutMessage> out;
       for (std::size_t i = begin; i < end; ++i) {
@@ -470,7 +536,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       auto outcomes = provider->SendMany(out);
       for (const auto& o : outcomes) note(o);
       handle_all(begin, outcomes);
-      return throttle;
+      return result;
     };
     // Hands the items from `from` on back unsent: a yield keeps them in memory for the next
     // batch; a pause (provider Retry-After) rewinds their partitions and waits.
@@ -533,14 +599,14 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         break;
       }
       std::size_t end = start + static_cast<std::size_t>(grant.granted);
-      auto [throttled, retry_after] = send_chunk(start, end);
-      if (throttled) {
+      auto chunk_result = send_chunk(start, end);
+      if (chunk_result.throttled) {
         throttles.Inc();
-        limiter->Throttled(retry_after);
-      } else {
+        limiter->Throttled(chunk_result.retry_after);
+      } else if (chunk_result.until > start) {
         limiter->Succeeded();
       }
-      start = end;
+      start = chunk_result.until;
     }
     if (!holds.empty()) campaign::Hold(redis, holds);
   });

@@ -7,21 +7,26 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
 #include <pqxx/pqxx>
 
+#include "deliver/claims.hpp"
 #include "herald/common/ids.hpp"
 #include "herald/common/unsubscribe.hpp"
 #include "herald/dev/fake_servers.hpp"
 #include "herald/dev/mail.hpp"
 #include "herald/kafka/lag.hpp"
 #include "herald/kafka/producer.hpp"
+#include "herald/redis/client.hpp"
 #include "herald/topics/catalog.hpp"
 #include "support/stack.hpp"
 
@@ -401,6 +406,98 @@ TEST_CASE("copies of one delivery record in the same batch are sent once", "[e2e
   CHECK(RecordsOf(topic, nid).size() == 3);
   CHECK(Sends("push", "/v1/send", is_busy) == 1);
   CHECK(Sends("push", "/v1/send", to_nid, /*successful_only=*/false) == 1);
+}
+
+TEST_CASE("a batch that outlasts the claim lease keeps its claims, so another replica cannot take one before its send",
+          "[e2e][deliver][idempotency]") {
+  // The stack's claim lease is 2 s. The provider answers each request after 1 s, and a batch
+  // of 64 push notifications goes out in chunks of 16 (HERALD_HTTP_CONCURRENCY): about 4 s,
+  // twice the lease. Meanwhile the test acts as another replica: whenever a claim the stage
+  // took is free again, it takes it and marks it done, as a replica that sent it would. The
+  // stage renews its claims while it works through the batch, so that never happens, and
+  // each notification is sent once.
+  int busy_user = herald::test::FindUser(35'000, [](const json& u) {
+    return u["channels"][0] == "push" && herald::test::FirstChannelWorks(u);
+  });
+  auto e = Event("comment.liked", {{"user", {"u-" + std::to_string(busy_user)}}, {"data", {{"liked_by", "Ann"}}}});
+  e["priority"] = "high";
+  // The stage is busy with a 4 s send while the 64 records arrive, so they make one batch.
+  S().SetFault("push", {{"path", "/v1/send"}, {"latency_ms", 4000}});
+  auto busy_ids = S().Publish({e});
+  const auto busy_nid = herald::NotificationId(busy_ids.at(0), "u-" + std::to_string(busy_user), "push");
+  auto is_busy = [&](const json& body) { return body["data"].value("notification_id", "") == busy_nid; };
+  REQUIRE(WaitUntil([&] { return Sends("push", "/v1/send", is_busy, /*successful_only=*/false) == 1; }, 60s, 20ms));
+  S().SetFault("push", {{"path", "/v1/send"}, {"latency_ms", 1000}});
+  const auto& topic = herald::topics::Catalog().Deliver("push", "high");
+  std::vector<herald::test::ReadRecord> records;
+  REQUIRE(WaitUntil([&] { return !(records = RecordsOf(topic, busy_nid)).empty(); }, 60s, 50ms));
+  // 64 notifications made from the busy one, on its partition.
+  std::vector<std::string> nids;
+  std::vector<herald::kafka::OutRecord> out;
+  for (int k = 0; k < 64; ++k) {
+    const auto& r = records.front();
+    nids.push_back(herald::NotificationId(busy_ids.at(0), "lease-" + std::to_string(k), "push"));
+    auto value = json::parse(r.value);
+    value["notification_id"] = nids.back();
+    auto headers = r.headers;
+    for (auto& h : headers) {
+      if (h.key == "herald-notification-id") h.value = nids.back();
+    }
+    out.push_back({r.topic, r.key, value.dump(), headers, r.partition});
+  }
+  herald::kafka::Producer::Options po;
+  po.brokers = S().Env("HERALD_BROKERS");
+  herald::kafka::Producer producer(po);
+  producer.ProduceAll(out, 10s);
+  REQUIRE(Sends("push", "/v1/send", is_busy) == 0);  // still sending the busy one
+
+  // The other replica.
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::set<std::string> taken, seen_pending;
+  std::thread other([&] {
+    herald::redis::Client redis(S().Env("HERALD_REDIS_URL"));
+    while (!stop.load()) {
+      for (const auto& nid : nids) {
+        const auto key = herald::consumers::deliver::Claims::Key(nid, "push");
+        auto cur = redis.Command({"GET", key});
+        std::lock_guard lock(mu);
+        if (!cur.IsNil()) {
+          if (cur.str.rfind("pending:", 0) == 0) seen_pending.insert(nid);
+          continue;
+        }
+        if (seen_pending.count(nid) && redis.Command({"SET", key, "done:sent", "NX", "PX", "600000"}).type ==
+                                           herald::redis::Reply::Type::kStatus) {
+          taken.insert(nid);
+        }
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  auto sends_of = [&](const std::string& nid) {
+    return Sends("push", "/v1/send", [&](const json& body) { return body["data"].value("notification_id", "") == nid; });
+  };
+  const std::string renewals = R"(herald_claim_renewals_total{channel="push",provider="push"})";
+  const double renewals_before = S().Metric("deliver-push", renewals);
+  bool all_sent = WaitUntil(
+      [&] {
+        std::set<std::string> sent_ids;
+        for (const auto& r : S().FakeRequests("push", "/v1/send")) {
+          if (r["status"].get<int>() / 100 == 2) sent_ids.insert(json::parse(r["body"].get<std::string>())["data"].value("notification_id", ""));
+        }
+        std::lock_guard lock(mu);
+        return std::all_of(nids.begin(), nids.end(), [&](const auto& n) { return sent_ids.count(n) || taken.count(n); });
+      },
+      90s, 100ms);
+  stop = true;
+  other.join();
+  S().ClearFaults("push");
+  REQUIRE(all_sent);
+  CHECK(seen_pending.size() == nids.size());  // the stage claimed every one
+  CHECK(taken.empty());                       // and none of them was free before its send
+  for (const auto& nid : nids) CHECK(sends_of(nid) == 1);
+  CHECK(S().Metric("deliver-push", renewals) > renewals_before);
+  REQUIRE(Drained("herald-deliver-push", topic));
 }
 
 TEST_CASE("a send in flight when its stage is killed is not sent again, and is dead-lettered as unknown",

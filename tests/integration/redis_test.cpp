@@ -188,6 +188,53 @@ TEST_CASE("claims taken, marked and released in batches follow the same rules", 
   CHECK(one.Claim("m-8", "push") == ClaimState::kClaimed);      // still this owner's
 }
 
+TEST_CASE("claims are renewed only while their owner holds them, and a retried claim starts its lease again",
+          "[redis][claims]") {
+  using herald::consumers::deliver::ClaimState;
+  using herald::consumers::deliver::Claims;
+  herald::redis::Client r1(Server().Url()), r2(Server().Url()), admin(Server().Url());
+  Claims one(r1, "one", 60s, std::chrono::hours(1));
+  Claims two(r2, "two", 60s, std::chrono::hours(1));
+  auto pttl = [&](const std::string& id) { return admin.Command({"PTTL", Claims::Key(id, "email")}).integer; };
+  auto age = [&](const std::string& id) {  // as if most of the lease had passed
+    REQUIRE(admin.Command({"PEXPIRE", Claims::Key(id, "email"), "1500"}).integer == 1);
+  };
+  std::vector<Claims::Id> ids{{"r-held", "email"}, {"r-taken", "email"}, {"r-done", "email"}, {"r-free", "email"}};
+  for (const auto& [id, channel] : ids) REQUIRE(one.Claim(id, channel) == ClaimState::kClaimed);
+  age("r-held");
+  // r-taken: its lease ran out and the other owner took it; r-done: another owner finished it;
+  // r-free: it expired and nobody has it.
+  admin.Command({"DEL", Claims::Key("r-taken", "email")});
+  REQUIRE(two.Claim("r-taken", "email") == ClaimState::kClaimed);
+  admin.Command({"SET", Claims::Key("r-done", "email"), "done:sent"});
+  admin.Command({"DEL", Claims::Key("r-free", "email")});
+
+  auto held = one.RenewMany(ids);
+  REQUIRE(held.size() == 4);
+  CHECK(held[0]);
+  CHECK_FALSE(held[1]);
+  CHECK_FALSE(held[2]);
+  CHECK_FALSE(held[3]);
+  CHECK(pttl("r-held") > 50'000);  // the full lease again
+  // Nothing that was not this owner's was touched: r-taken stays the other owner's, r-done
+  // done, r-free free.
+  CHECK(admin.Command({"GET", Claims::Key("r-taken", "email")}).str == "pending:two");
+  CHECK(admin.Command({"GET", Claims::Key("r-done", "email")}).str == "done:sent");
+  CHECK(admin.Command({"EXISTS", Claims::Key("r-free", "email")}).integer == 0);
+  CHECK(one.Claim("r-taken", "email") == ClaimState::kHeldByOther);
+
+  // Claimed again by its owner (a retried batch): the claim's lease starts again, one by one
+  // and in a batch.
+  age("r-held");
+  CHECK(one.Claim("r-held", "email") == ClaimState::kClaimed);
+  CHECK(pttl("r-held") > 50'000);
+  age("r-held");
+  auto again = one.ClaimMany({{"r-held", "email"}});
+  CHECK(again.at(0).state == ClaimState::kClaimed);
+  CHECK(pttl("r-held") > 50'000);
+  CHECK(one.RenewMany({}).empty());
+}
+
 TEST_CASE("a Redis client reconnects after the server restarts its connections", "[redis]") {
   herald::redis::Client c(Server().Url());
   CHECK(c.Command({"SET", "k", "v"}).str == "OK");
