@@ -91,12 +91,21 @@ GroupLagExporter::~GroupLagExporter() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool GroupLagExporter::Stopping() {
+  std::lock_guard lock(mu_);
+  return stop_;
+}
+
 void GroupLagExporter::MeasureOnce() {
+  // Each group and topic can take the broker's full timeout when the broker is gone, so a
+  // stop is honoured between them: shutting down waits for one call at most.
   for (const auto& [group, topics] : groups_) {
+    if (Stopping()) return;
     try {
       auto& monitor = monitors_[group];
       if (!monitor) monitor = std::make_unique<LagMonitor>(brokers_, settings_, group);
       for (const auto& topic : topics) {
+        if (Stopping()) return;
         for (const auto& p : monitor->Partitions(topic)) {
           registry_
               .GetGauge("herald_consumer_lag", "Records of a partition the group has not committed yet",

@@ -11,6 +11,7 @@
 
 #include "herald/common/errors.hpp"
 #include "herald/kafka/consumer.hpp"
+#include "herald/dev/stack.hpp"
 #include "herald/kafka/embedded_broker.hpp"
 #include "herald/kafka/lag.hpp"
 #include "herald/kafka/producer.hpp"
@@ -491,6 +492,29 @@ TEST_CASE("lag is what a group has not committed, and a new group lags by everyt
   CHECK(committed);
   ProduceN("t.lag", 5);
   CHECK(monitor.Lag("t.lag") == 5);
+}
+
+TEST_CASE("the lag exporter measures every group, and stops promptly when the broker is gone", "[kafka][lag]") {
+  Broker().CreateTopic("t.lagx", 1, 1);
+  ProduceN("t.lagx", 7);
+  {
+    herald::metrics::Registry registry;
+    GroupLagExporter exporter(Broker().Bootstrap(), {}, {{"g-lagx", {"t.lagx"}}}, 100ms, registry);
+    const std::string series = R"(herald_consumer_lag{group="g-lagx",partition="0",topic="t.lagx"} 7)";
+    CHECK(WaitUntil([&] { return registry.Render().find(series) != std::string::npos; }, 30s, 50ms));
+  }
+  // Nothing listens on the port: each call waits out its 5 s timeout. Stopping waits for the
+  // call in progress only, not for a pass over all ten groups (50 s and more).
+  std::map<std::string, std::vector<std::string>> groups;
+  for (int g = 0; g < 10; ++g) groups["g-gone-" + std::to_string(g)] = {"t.gone"};
+  herald::metrics::Registry registry;
+  auto exporter = std::make_unique<GroupLagExporter>("127.0.0.1:" + std::to_string(herald::dev::FreePort()),
+                                                     herald::kafka::Settings{}, groups, 1s, registry);
+  std::this_thread::sleep_for(200ms);  // its first pass is under way
+  const auto t0 = std::chrono::steady_clock::now();
+  exporter.reset();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took < 20s);
 }
 
 TEST_CASE("Stage::Retry climbs the tiers with origin and attempt, then dead-letters", "[kafka][retry]") {

@@ -61,6 +61,8 @@ class GroupLagExporter {
   void MeasureOnce();
 
  private:
+  bool Stopping();
+
   std::string brokers_;
   Settings settings_;
   std::map<std::string, std::vector<std::string>> groups_;
