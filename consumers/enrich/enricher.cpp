@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <set>
 #include <thread>
@@ -231,12 +232,13 @@ struct Enricher::Impl {
 
   // Looks documents up by id: cache, then the upstream (batched or one by one). Ids that
   // the upstream does not know are absent from the result; ids whose lookup failed are in
-  // `failed` (with `parked` when the breaker refused).
+  // `failed` (with `parked` when the breaker refused). Fetched documents in `local_only`
+  // are cached in this process only (see TwoLevelCache::PutMany).
   std::map<std::string, Json> Lookup(const std::string& upstream, const std::string& base_url,
                                      const std::string& collection, const std::string& list_field,
                                      const std::string& id_field, const std::set<std::string>& ids,
                                      cache::TwoLevelCache* cache, std::map<std::string, std::string>& failed,
-                                     std::set<std::string>& parked) {
+                                     std::set<std::string>& parked, const std::set<std::string>* local_only = nullptr) {
     std::map<std::string, Json> found;
     std::vector<std::string> wanted(ids.begin(), ids.end());
     if (cache) {
@@ -296,7 +298,7 @@ struct Enricher::Impl {
         fetched[doc[id_field].get<std::string>()] = doc;
       }
     }
-    if (cache) cache->PutMany(fetched);
+    if (cache) cache->PutMany(fetched, local_only);
     found.merge(fetched);
     return found;
   }
@@ -320,19 +322,26 @@ std::vector<Outcome> Enricher::Process(const std::vector<model::NotificationRequ
     pending[i] = false;
   };
 
-  // 1. Users, once per distinct id.
-  std::set<std::string> user_ids;
+  // 1. Users, once per distinct id. A user wanted only by bulk requests (a campaign's, or
+  // low priority: a segment's fan-out) is read once and not again soon, so it is cached in
+  // this process only: the shared Redis level would otherwise hold every recipient of a
+  // campaign for HERALD_CACHE_TTL (676 MiB after 1,000,000 users).
+  std::set<std::string> user_ids, shared_users;
   for (std::size_t i = 0; i < requests.size(); ++i) {
     if (!im.registry.Find(requests[i].event_type)) {
       settle(i, Outcome::Kind::kInvalid, "unknown event type '" + requests[i].event_type + "'");
       continue;
     }
     user_ids.insert(requests[i].user_id);
+    if (!requests[i].campaign_id && requests[i].priority != model::Priority::kLow) shared_users.insert(requests[i].user_id);
   }
+  std::set<std::string> bulk_users;
+  std::set_difference(user_ids.begin(), user_ids.end(), shared_users.begin(), shared_users.end(),
+                      std::inserter(bulk_users, bulk_users.end()));
   std::map<std::string, std::string> failed;
   std::set<std::string> parked;
   auto users = im.Lookup("auth", im.options.auth_url, "users", "users", "user_id", user_ids, im.users_cache.get(),
-                         failed, parked);
+                         failed, parked, &bulk_users);
   // Herald's own preferences override what auth says (channel order, quiet hours, locale)
   // and add the opt-outs.
   if (im.options.preferences && !users.empty()) {

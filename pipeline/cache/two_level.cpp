@@ -72,14 +72,15 @@ std::map<std::string, nlohmann::json> TwoLevelCache::GetMany(const std::vector<s
   return found;
 }
 
-void TwoLevelCache::PutMany(const std::map<std::string, nlohmann::json>& docs) {
+void TwoLevelCache::PutMany(const std::map<std::string, nlohmann::json>& docs, const std::set<std::string>* local_only) {
   if (docs.empty()) return;
   std::vector<std::vector<std::string>> cmds;
   for (const auto& [id, doc] : docs) {
     PutLru(id, doc);
+    if (local_only && local_only->count(id)) continue;
     cmds.push_back({"SET", RedisKey(id), doc.dump(), "EX", std::to_string(options_.redis_ttl.count())});
   }
-  if (!redis_) return;
+  if (!redis_ || cmds.empty()) return;
   try {
     redis_->Pipeline(cmds);
   } catch (const TransientError& e) {

@@ -235,6 +235,31 @@ TEST_CASE("a 50,000-recipient campaign starts by itself at start_at, finishes, a
   CHECK(MaxPerAddress(got.push) == 1);
   CHECK(MaxPerAddress(got.telegram) == 1);
   CHECK(s["latency_ms"]["count"] == p["sent"]);
+
+  // A campaign reads each recipient once: enrich keeps them in its own memory only, so the
+  // shared Redis cache does not fill with 50,000 users for HERALD_CACHE_TTL.
+  herald::redis::Client redis(S().Env("HERALD_REDIS_URL"));
+  auto cached_users = [&] {
+    std::size_t n = 0;
+    std::string cursor = "0";
+    do {
+      auto r = redis.Command({"SCAN", cursor, "MATCH", "herald:cache:user:*", "COUNT", "1000"});
+      REQUIRE(r.elements.size() == 2);
+      cursor = r.elements[0].str;
+      n += r.elements[1].elements.size();
+    } while (cursor != "0");
+    return n;
+  };
+  CHECK(cached_users() == 0);
+  // A transactional notification's user is shared with the other enrich replicas.
+  json liked = {{"event_type", "comment.liked"},
+                {"created_dt", herald::FormatRfc3339(S().Now())},
+                {"priority", "high"},
+                {"payload", {{"user", {"u-7"}}, {"data", {{"liked_by", "Ann"}}}}}};
+  S().Publish({liked});
+  CHECK(WaitUntil([&] { return redis.Command({"EXISTS", "herald:cache:user:u-7"}).integer == 1; }, 60s, 100ms));
+  CHECK(cached_users() == 1);
+
   WARN("50,000 campaign: sent " << p["sent"] << " (email " << Total(got.email) << ", push " << Total(got.push)
                                 << ", telegram " << Total(got.telegram) << "), suppressed " << p["suppressed"]
                                 << ", failed " << p["failed"] << "; latency " << s["latency_ms"].dump());

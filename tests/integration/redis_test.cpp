@@ -91,6 +91,22 @@ TEST_CASE("the shared cache level serves another replica and expires", "[redis][
   CHECK(third.GetMany({"u-1"}).empty());
 }
 
+TEST_CASE("documents put as local only stay in the process, the rest are shared", "[redis][cache]") {
+  herald::redis::Client a(Server().Url()), b(Server().Url());
+  herald::metrics::Registry m1, m2;
+  herald::cache::TwoLevelCache first({"user", 100, 60s, 60s}, &a, m1);
+  herald::cache::TwoLevelCache second({"user", 100, 60s, 60s}, &b, m2);
+  std::set<std::string> local{"u-bulk-1", "u-bulk-2"};
+  first.PutMany({{"u-bulk-1", 1}, {"u-bulk-2", 2}, {"u-shared", 3}}, &local);
+  CHECK(first.GetMany({"u-bulk-1", "u-bulk-2", "u-shared"}).size() == 3);  // all in its LRU
+  CHECK(a.Command({"EXISTS", "herald:cache:user:u-bulk-1", "herald:cache:user:u-bulk-2"}).integer == 0);
+  auto got = second.GetMany({"u-bulk-1", "u-bulk-2", "u-shared"});
+  CHECK(got.size() == 1);
+  CHECK(got.count("u-shared") == 1);
+  first.PutMany({{"u-bulk-3", 4}}, &local);  // not listed: shared
+  CHECK(second.GetMany({"u-bulk-3"}).size() == 1);
+}
+
 TEST_CASE("a cache whose Redis is gone degrades to misses", "[redis][cache]") {
   herald::redis::Client dead("redis://127.0.0.1:1/0", 200ms);
   herald::metrics::Registry m;

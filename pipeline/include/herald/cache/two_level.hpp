@@ -9,6 +9,7 @@
 #include <chrono>
 #include <list>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,7 +34,10 @@ class TwoLevelCache {
 
   /// Returns the cached documents for the ids it has; the rest are misses.
   std::map<std::string, nlohmann::json> GetMany(const std::vector<std::string>& ids);
-  void PutMany(const std::map<std::string, nlohmann::json>& docs);
+  /// Stores in both levels, except the ids in `local_only` (when given), which stay in this
+  /// process's LRU: documents read once and not again soon (a campaign's recipients), which
+  /// would only fill the shared level.
+  void PutMany(const std::map<std::string, nlohmann::json>& docs, const std::set<std::string>* local_only = nullptr);
 
   std::size_t LruSize() const { return lru_.size(); }
 
