@@ -166,6 +166,15 @@ EnricherOptions OptionsFromConfig(const config::Config& config) {
 
 }  // namespace enrich
 
+namespace {
+
+// Lower-priority requests an enrich batch takes at most (or its guaranteed share, when
+// larger); the rest stay in memory for the next batch. A high-priority request that arrives
+// while a batch is being enriched waits for at most this many others and their upstream calls.
+constexpr std::size_t kLowerPerBatch = 128;
+
+}  // namespace
+
 int RunEnrich(const config::Config& config) {
   const auto& catalog = topics::Catalog();
   // Two lanes: high-priority requests first; the others keep HERALD_PRIORITY_SHARE percent
@@ -186,12 +195,27 @@ int RunEnrich(const config::Config& config) {
   timing::Buckets buckets(redis, {.shards = config.bucket_shards});
   auto& scheduled = st.Metrics().GetCounter("herald_enrich_parked_total", "Notifications parked until their delivery time");
   auto& expired = st.Metrics().GetCounter("herald_enrich_expired_total", "Notifications dropped as expired");
+  auto& yields = st.Metrics().GetCounter(
+      "herald_priority_yields_total", "Batches that handed lower-priority records back because higher-priority ones were waiting",
+      {{"stage", "enrich"}});
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {
     std::vector<model::NotificationRequest> requests;
     std::vector<const kafka::Message*> sources;
     std::set<std::string> campaign_ids;
+    std::size_t lower_taken = 0;
+    bool yielding = false;
     for (const auto& m : batch) {
+      if (ctx.LaneOf(m) > 0) {
+        if (yielding || lower_taken >= std::max(kLowerPerBatch, ctx.Guaranteed()) ||
+            (lower_taken >= ctx.Guaranteed() && ctx.HigherWaiting(m))) {
+          if (!yielding) yields.Inc();
+          yielding = true;
+          ctx.Yield(m);
+          continue;
+        }
+        ++lower_taken;
+      }
       try {
         requests.push_back(model::RequestFromJson(nlohmann::json::parse(m.Value())));
         sources.push_back(&m);

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -341,4 +342,73 @@ TEST_CASE("a high-priority request overtakes a backlog of others in enrich", "[e
   INFO("requests of the backlog handled before the password reset: " << before);
   // Handled in the first batches after the start (batches of 5 here), not behind the 2,000.
   CHECK(before < 200);
+}
+
+TEST_CASE("a high-priority request arriving while enrich works through a backlog waits for a short batch only",
+          "[e2e][enrich][priority]") {
+  // Full-size batches (500) on a stack of its own, and auth answering after 1 s, so each
+  // enrich batch takes a second and its size shows in the statuses it emits.
+  TestStack stack(10'000);
+  const auto brokers = stack.Env("HERALD_BROKERS");
+  stack.Dev().Kill("enrich", SIGTERM);
+  REQUIRE(WaitUntil([&] { return !stack.Dev().IsRunning("enrich"); }, 30s, 50ms));
+  std::vector<json> backlog;
+  for (int e = 0; e < 4; ++e) {
+    json users = json::array();
+    for (int i = 0; i < 500; ++i) users.push_back("u-" + std::to_string(1 + e * 500 + i));
+    backlog.push_back(Event("comment.liked", {{"user", users}, {"data", {{"liked_by", "Ann"}}}}));
+  }
+  auto low_ids = stack.Publish(backlog);
+  const std::set<std::string> lows(low_ids.begin(), low_ids.end());
+  REQUIRE(WaitUntil(
+      [&] {
+        std::size_t n = 0;
+        for (const auto& r : herald::test::ReadTopicToEnd(brokers, "notify.requests.v1", 30s)) {
+          n += lows.count(json::parse(r.value)["event_id"].get<std::string>());
+        }
+        return n == 2000;
+      },
+      60s, 250ms));
+  stack.SetFault("auth", {{"path", "/api/v1/users:batchGet"}, {"latency_ms", 1000}});
+  stack.Dev().Start("enrich");
+  // The second batch is under way (the first may be short: the consumer has just started
+  // fetching): a password reset arrives now.
+  REQUIRE(WaitUntil([&] { return stack.FakeRequests("auth", "/api/v1/users:batchGet").size() >= 2; }, 60s, 10ms));
+  auto high_ids = stack.Publish({Event("user.password_reset",
+                                       {{"user", {"u-9999"}}, {"data", {{"reset_url", "https://cinema.example/r/mid-batch"}}}})});
+  const std::set<std::string> high(high_ids.begin(), high_ids.end());
+
+  std::int64_t arrived = -1, handled = -1;
+  std::vector<std::int64_t> low_statuses;  // enrich's statuses of the backlog
+  ReadTopicsUntil(
+      brokers, {"notify.requests.high.v1", "notify.status.v1"},
+      [&](const std::vector<herald::test::ReadRecord>& recs) {
+        arrived = handled = -1;
+        low_statuses.clear();
+        for (const auto& r : recs) {
+          auto j = json::parse(r.value);
+          const auto event_id = j["event_id"].get<std::string>();
+          if (r.topic == "notify.requests.high.v1") {
+            if (high.count(event_id)) arrived = r.timestamp_ms;
+            continue;
+          }
+          const auto status = j["status"].get<std::string>();
+          if (status != "accepted" && status != "scheduled" && status != "suppressed") continue;  // enrich's
+          if (high.count(event_id) && (handled < 0 || r.timestamp_ms < handled)) handled = r.timestamp_ms;
+          if (lows.count(event_id)) low_statuses.push_back(r.timestamp_ms);
+        }
+        return arrived >= 0 && handled >= 0 && low_statuses.size() >= 2000;
+      },
+      300s);
+  stack.ClearFaults("auth");
+  REQUIRE(arrived >= 0);
+  REQUIRE(handled >= 0);
+  std::size_t between = 0;
+  for (auto at : low_statuses) between += at >= arrived && at <= handled;
+  INFO("backlog requests enriched between the reset's arrival and its own status: " << between);
+  std::cout << "mid-batch reset: backlog requests enriched while it waited: " << between << "\n";
+  // The batch under way when it arrived: at most 128 lower-priority requests, not the 500 a
+  // full batch holds.
+  CHECK(between <= 200);
+  CHECK(stack.Metric("enrich", R"(herald_priority_yields_total{stage="enrich"})") > 0);
 }
