@@ -463,7 +463,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         }
         claims_lost.Inc();
         Logger("deliver")->warn("claim of {} on {} was lost (its lease ran out and another owner took it): not sent here",
-                items[i].d.notification_id, channel);
+                                items[i].d.notification_id, channel);
         ctx.Defer(*items[i].msg);
         ctx.PauseFor(*items[i].msg, std::chrono::seconds(1));
       }
