@@ -35,9 +35,11 @@ ClaimState Claims::Claim(const std::string& notification_id, const std::string& 
   auto cur = redis_.Command({"GET", key});
   Check(cur, "GET");
   if (cur.IsNil()) return Claim(notification_id, channel, outcome);  // expired in between
-  if (cur.str == owner_) {  // ours (a retried command): its lease starts again
-    RenewMany({{notification_id, channel}});
-    return ClaimState::kClaimed;
+  if (cur.str == owner_) {
+    // Ours (a retried command): its lease starts again, unless it ran out just now, when it
+    // is claimed from the start.
+    if (RenewMany({{notification_id, channel}}).front()) return ClaimState::kClaimed;
+    return Claim(notification_id, channel, outcome);
   }
   if (cur.str.rfind("done:", 0) == 0) {
     if (outcome) *outcome = cur.str.substr(5);
@@ -74,7 +76,7 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
   std::vector<std::vector<std::string>> gets;
   for (auto i : taken) gets.push_back({"GET", Key(ids[i].first, ids[i].second)});
   auto current = redis_.Pipeline(gets);
-  std::vector<Id> ours;
+  std::vector<std::size_t> ours;  // indexes into ids
   for (std::size_t k = 0; k < taken.size(); ++k) {
     auto& r = out[taken[k]];
     const auto& cur = current[k];
@@ -83,7 +85,7 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
       r.state = Claim(ids[taken[k]].first, ids[taken[k]].second, &r.outcome);
     } else if (cur.str == owner_) {
       r.state = ClaimState::kClaimed;  // ours (a retried batch): its lease starts again below
-      ours.push_back(ids[taken[k]]);
+      ours.push_back(taken[k]);
     } else if (cur.str.rfind("done:", 0) == 0) {
       r.state = ClaimState::kDone;
       r.outcome = cur.str.substr(5);
@@ -91,7 +93,15 @@ std::vector<Claims::Result> Claims::ClaimMany(const std::vector<Id>& ids) {
       r.state = ClaimState::kHeldByOther;
     }
   }
-  if (!ours.empty()) RenewMany(ours);
+  if (!ours.empty()) {
+    std::vector<Id> renew;
+    for (auto i : ours) renew.push_back(ids[i]);
+    auto held = RenewMany(renew);
+    for (std::size_t k = 0; k < ours.size(); ++k) {
+      // Ran out between the GET and the renewal: claimed from the start, on its own.
+      if (!held[k]) out[ours[k]].state = Claim(ids[ours[k]].first, ids[ours[k]].second, &out[ours[k]].outcome);
+    }
+  }
   return out;
 }
 

@@ -75,7 +75,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     // one that may take longer could outlive its claim.
     const auto send_timeout = channel == "email" ? std::chrono::milliseconds(kSmtpTimeout)
                                                  : std::chrono::duration_cast<std::chrono::milliseconds>(config.http_timeout);
-    if (config.claim_lease * 2 / 3 < send_timeout) {
+    if (std::chrono::duration_cast<std::chrono::milliseconds>(config.claim_lease) * 2 / 3 < send_timeout) {
       Logger("deliver")->warn("HERALD_CLAIM_LEASE ({}s) is short for a send that may take {} ms: two thirds of the lease should exceed it",
                               config.claim_lease.count(), send_timeout.count());
     }
@@ -132,7 +132,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
   auto& renewals = m.GetCounter("herald_claim_renewals_total",
                                 "Times a batch renewed its claims because it outlasted a third of the lease", l);
   auto& claims_lost = m.GetCounter("herald_claims_lost_total",
-                                   "Claims found taken by another owner before their send (not sent by this owner)", l);
+                                   "Claims found no longer held before their send (the lease ran out); not sent by this owner", l);
   auto& rate_factor = m.GetGauge("herald_rate_limit_factor", "Share of the full provider rate in use (adaptive)", l);
   // Sent, but the claim could not be marked done (Redis hiccup): remembered here so a retry
   // of the batch marks it instead of sending again.
@@ -443,36 +443,46 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     // lease has passed since they were last confirmed, so a batch that outlasts the lease (a
     // slow provider, a rate limit) keeps them, and every send starts with at least two thirds
     // of its lease left. A claim this owner no longer holds (the process stalled past the
-    // lease and another replica took it) is not sent: its item is dropped from the batch and
-    // its partition rewound to it, so it is read again and finds the claim done or taken.
-    // Returns false when items from `from` on were dropped.
+    // lease: it expired, or another replica took it) is not sent: its item is dropped from
+    // the batch and its partition rewound to it, so it is read again and claimed anew. The
+    // items behind it on that partition are dropped too (their claims released), so nothing
+    // goes out ahead of it. Returns false when items from `from` on were dropped.
+    const auto renew_after = std::chrono::duration_cast<std::chrono::milliseconds>(claims.Lease()) / 3;
     auto keep_claims = [&](std::size_t from) {
       const auto now = std::chrono::steady_clock::now();
-      if (from >= items.size() || now - confirmed_at < claims.Lease() / 3) return true;
+      if (from >= items.size() || now - confirmed_at < renew_after) return true;
       std::vector<deliver::Claims::Id> ids;
       for (std::size_t i = from; i < items.size(); ++i) ids.emplace_back(items[i].d.notification_id, items[i].d.channel);
       auto held = claims.RenewMany(ids);
       confirmed_at = now;
       renewals.Inc();
       if (std::all_of(held.begin(), held.end(), [](bool h) { return h; })) return true;
-      std::vector<Item> kept;
       for (std::size_t i = from; i < items.size(); ++i) {
-        if (held[i - from]) {
-          kept.push_back(std::move(items[i]));
-          continue;
-        }
+        if (held[i - from]) continue;
         claims_lost.Inc();
-        Logger("deliver")->warn("claim of {} on {} was lost (its lease ran out and another owner took it): not sent here",
+        Logger("deliver")->warn("claim of {} on {} is no longer held (its lease ran out): not sent by this owner",
                                 items[i].d.notification_id, channel);
         ctx.Defer(*items[i].msg);
         ctx.PauseFor(*items[i].msg, std::chrono::seconds(1));
       }
+      std::vector<Item> kept;
+      std::vector<deliver::Claims::Id> behind;  // held, but behind a lost one on its partition
+      for (std::size_t i = from; i < items.size(); ++i) {
+        if (!held[i - from]) continue;
+        if (ctx.IsDeferred(*items[i].msg)) {
+          behind.emplace_back(items[i].d.notification_id, items[i].d.channel);
+          continue;
+        }
+        kept.push_back(std::move(items[i]));
+      }
+      claims.ReleaseMany(behind);
       items.erase(items.begin() + static_cast<std::ptrdiff_t>(from), items.end());
       for (auto& it : kept) items.push_back(std::move(it));
       return false;
     };
-    // send_chunk sends items [begin, end) and records each outcome. It returns where it
-    // stopped (`end`, or earlier when keep_claims dropped items: those from there on changed),
+    // send_chunk sends items [begin, end), whose claims keep_claims has just confirmed, and
+    // records each outcome. It returns where it stopped (`end`, or earlier when keep_claims
+    // dropped items before a later SMTP round: those from there on changed),
     // whether the provider asked to slow down, and the longest Retry-After it gave.
     struct ChunkResult {
       std::size_t until;
@@ -506,7 +516,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           return deliver::ProviderOutcome{o.result, o.detail, email.message_id, std::nullopt, o.throttled};
         };
         for (std::size_t round = begin; round < end; round += smtp.size()) {
-          if (!keep_claims(round)) {
+          if (round > begin && !keep_claims(round)) {  // the chunk's first round: checked before it
             result.until = round;
             return result;
           }
@@ -522,10 +532,6 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
           for (const auto& o : outcomes) note(o);
           handle_all(round, outcomes);
         }
-        return result;
-      }
-      if (!keep_claims(begin)) {
-        result.until = begin;
         return result;
       }
       std::vector<deliver::OutMessage> out;
@@ -584,6 +590,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
         items.erase(first_stopped, items.end());
         continue;
       }
+      if (!keep_claims(start)) continue;  // before taking tokens for items that are not sent
       auto grant = limiter->Acquire(static_cast<std::int64_t>(want));
       rate_factor.Set(grant.factor);
       if (grant.granted == 0 && grant.wait <= std::chrono::milliseconds(1000)) {

@@ -196,7 +196,8 @@ int RunEnrich(const config::Config& config) {
   auto& scheduled = st.Metrics().GetCounter("herald_enrich_parked_total", "Notifications parked until their delivery time");
   auto& expired = st.Metrics().GetCounter("herald_enrich_expired_total", "Notifications dropped as expired");
   auto& yields = st.Metrics().GetCounter(
-      "herald_priority_yields_total", "Batches that handed lower-priority records back because higher-priority ones were waiting",
+      "herald_priority_yields_total",
+      "Batches that handed lower-priority records back for the next batch (the per-batch cap, or higher-priority ones waiting)",
       {{"stage", "enrich"}});
 
   return st.Run([&](std::span<const kafka::Message> batch, kafka::BatchContext& ctx) {

@@ -97,8 +97,9 @@ bool GroupLagExporter::Stopping() {
 }
 
 void GroupLagExporter::MeasureOnce() {
-  // Each group and topic can take the broker's full timeout when the broker is gone, so a
-  // stop is honoured between them: shutting down waits for one call at most.
+  // Each group and topic can take the broker's full timeout per call when the broker is gone,
+  // so a stop is honoured between them: shutting down waits for the topic in progress only
+  // (one call when the broker is unreachable, since its metadata call then fails).
   for (const auto& [group, topics] : groups_) {
     if (Stopping()) return;
     try {

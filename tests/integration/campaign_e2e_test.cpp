@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -250,8 +252,12 @@ TEST_CASE("a 50,000-recipient campaign starts by itself at start_at, finishes, a
     } while (cursor != "0");
     return n;
   };
-  CHECK(cached_users() == 0);
-  // A transactional notification's user is shared with the other enrich replicas.
+  CHECK(cached_users() == 0);  // (the first test case on this stack: nothing else enriched before)
+  // A transactional notification's user is shared with the other enrich replicas. Enrich is
+  // restarted first, so the user is not still in its own cache from the campaign.
+  S().Dev().Kill("enrich", SIGTERM);
+  REQUIRE(WaitUntil([] { return !S().Dev().IsRunning("enrich"); }, 30s, 50ms));
+  S().Dev().Start("enrich");
   json liked = {{"event_type", "comment.liked"},
                 {"created_dt", herald::FormatRfc3339(S().Now())},
                 {"priority", "high"},
