@@ -850,7 +850,10 @@ int Main(const Options& o) {
   {
     herald::http::Client ugc;
     auto r = ugc.Get(stack.Env("HERALD_UGC_URL") + "/api/v1/content/" + followers_of + "/followers?limit=1000");
-    for (const auto& id : json::parse(r.body).at("user_ids")) followers.push_back(id.get<std::string>());
+    // Parsed into a named document first: a range-for over a member of the temporary would
+    // outlive it.
+    const auto page = json::parse(r.body);
+    for (const auto& id : page.at("user_ids")) followers.push_back(id.get<std::string>());
   }
   auto workload = MakeWorkload(o, fake_users, followers, followers_of);
   Say(clock, fmt::format("stack up; publishing {} events ({} notifications) and {} invalid events over {:.0f} s",

@@ -19,6 +19,15 @@
 #include "support/stack.hpp"
 
 using herald::test::TestStack;
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HERALD_HAS_ASAN 1
+#endif
+#endif
+#ifndef HERALD_HAS_ASAN
+#define HERALD_HAS_ASAN 0
+#endif
 using herald::test::WaitUntil;
 using namespace std::chrono_literals;
 
@@ -147,5 +156,11 @@ TEST_CASE("a 100k-recipient segment survives a plan crash and yields one email e
             << " parked=" << parked << " plan_peak_rss_kib=" << rss << " paced=" << stack.Metric("plan", "herald_plan_paced_total") << "\n";
   INFO("plan peak RSS: " << rss << " KiB");
   CHECK(rss > 0);
+#if defined(__SANITIZE_ADDRESS__) || HERALD_HAS_ASAN
+  // AddressSanitizer's shadow memory and quarantine multiply a process's footprint (564 MiB
+  // here); the bound is checked on the normal build.
+  WARN("plan peak RSS under AddressSanitizer: " << rss << " KiB (bound not checked)");
+#else
   CHECK(rss < 128 * 1024);
+#endif
 }
