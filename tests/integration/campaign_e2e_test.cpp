@@ -262,9 +262,19 @@ TEST_CASE("a 50,000-recipient campaign starts by itself at start_at, finishes, a
                 {"created_dt", herald::FormatRfc3339(S().Now())},
                 {"priority", "high"},
                 {"payload", {{"user", {"u-7"}}, {"data", {{"liked_by", "Ann"}}}}}};
-  S().Publish({liked});
+  auto liked_ids = S().Publish({liked});
   CHECK(WaitUntil([&] { return redis.Command({"EXISTS", "herald:cache:user:u-7"}).integer == 1; }, 60s, 100ms));
   CHECK(cached_users() == 1);
+  // Its message is delivered before the next test case clears the captures and counts mails.
+  REQUIRE(WaitUntil(
+      [&] {
+        auto conn = herald::pg::Connect(S().Env("HERALD_PG_URL"));
+        pqxx::work tx(*conn);
+        return tx.exec_params1("SELECT count(*) FROM deliveries WHERE event_id = $1 AND status IN ('sent', 'suppressed')",
+                               liked_ids.at(0))[0]
+                   .as<long>() > 0;
+      },
+      60s, 100ms));
 
   WARN("50,000 campaign: sent " << p["sent"] << " (email " << Total(got.email) << ", push " << Total(got.push)
                                 << ", telegram " << Total(got.telegram) << "), suppressed " << p["suppressed"]
