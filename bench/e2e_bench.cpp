@@ -37,6 +37,7 @@
 #include "herald/kafka/producer.hpp"
 #include "herald/model/records.hpp"
 #include "herald/topics/catalog.hpp"
+#include "bench_stack.hpp"
 
 using namespace herald;
 using namespace std::chrono_literals;
@@ -87,13 +88,13 @@ std::map<pid_t, ProcStat> ReadProcs() {
 double TreeCpu(const std::map<pid_t, ProcStat>& procs, pid_t root) {
   if (root <= 0) return 0;
   double total = 0;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty()) {
-    pid_t p = todo.back();
-    todo.pop_back();
+  std::vector<pid_t> unvisited{root};
+  while (!unvisited.empty()) {
+    pid_t p = unvisited.back();
+    unvisited.pop_back();
     if (auto it = procs.find(p); it != procs.end()) total += it->second.cpu_s;
     for (const auto& [pid, st] : procs) {
-      if (st.ppid == p) todo.push_back(pid);
+      if (st.ppid == p) unvisited.push_back(pid);
     }
   }
   return total;
@@ -188,6 +189,16 @@ struct RdConf {
       throw std::runtime_error(std::string("librdkafka ") + k + ": " + err);
     }
   }
+  // The handle takes the configuration over; on failure it is freed here.
+  rd_kafka_t* Create(rd_kafka_type_t type) {
+    char err[256];
+    auto* rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (!rk) {
+      rd_kafka_conf_destroy(conf);
+      throw std::runtime_error(err);
+    }
+    return rk;
+  }
 };
 
 rd_kafka_t* NewProducer(const std::string& brokers) {
@@ -195,10 +206,7 @@ rd_kafka_t* NewProducer(const std::string& brokers) {
   c.Set("bootstrap.servers", brokers);
   c.Set("linger.ms", "5");
   c.Set("queue.buffering.max.messages", "1000000");
-  char err[256];
-  auto* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c.conf, err, sizeof err);
-  if (!rk) throw std::runtime_error(err);
-  return rk;
+  return c.Create(RD_KAFKA_PRODUCER);
 }
 
 rd_kafka_t* NewConsumer(const std::string& brokers, const std::string& group, const std::string& topic) {
@@ -207,9 +215,7 @@ rd_kafka_t* NewConsumer(const std::string& brokers, const std::string& group, co
   c.Set("group.id", group);
   c.Set("auto.offset.reset", "earliest");
   c.Set("fetch.wait.max.ms", "20");
-  char err[256];
-  auto* rk = rd_kafka_new(RD_KAFKA_CONSUMER, c.conf, err, sizeof err);
-  if (!rk) throw std::runtime_error(err);
+  auto* rk = c.Create(RD_KAFKA_CONSUMER);
   rd_kafka_poll_set_consumer(rk);
   auto* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic.c_str(), RD_KAFKA_PARTITION_UA);
@@ -402,13 +408,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   ConfigureLogging("warn", "text");
 
-  char tmpl[] = "/tmp/herald-bench-e2e-XXXXXX";
-  std::string state = ::mkdtemp(tmpl);
-  dev::StackOptions so;
-  so.state_dir = state;
-  so.herald_binary = binary;
-  so.broker_port = 0;
-  so.quiet = true;
+  auto so = bench::StackIn("e2e", binary);
+  const std::string state = so.state_dir;
   so.fake_users = recipients;
   // Providers' rate limits are not what is measured.
   so.stage_env = {{"HERALD_PROVIDER_RATE", "10000000"}, {"HERALD_PROVIDER_BURST", "1000000"}, {"HERALD_SMTP_RATE", "10000000"}};

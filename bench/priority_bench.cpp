@@ -24,6 +24,7 @@
 #include "herald/kafka/producer.hpp"
 #include "herald/model/records.hpp"
 #include "herald/topics/catalog.hpp"
+#include "bench_stack.hpp"
 
 using namespace herald;
 using namespace std::chrono_literals;
@@ -75,13 +76,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   ConfigureLogging("warn", "text");
 
-  char tmpl[] = "/tmp/herald-bench-XXXXXX";
-  std::string state = ::mkdtemp(tmpl);
-  dev::StackOptions so;
-  so.state_dir = state;
-  so.herald_binary = binary;
-  so.broker_port = 0;
-  so.quiet = true;
+  auto so = bench::StackIn("priority", binary);
+  const std::string state = so.state_dir;
   // The provider's rate limit is not what is measured here.
   so.stage_env = {{"HERALD_PROVIDER_RATE", "1000000"}, {"HERALD_PROVIDER_BURST", "100000"}};
   dev::DevStack stack(so);

@@ -21,6 +21,7 @@
 #include "herald/dev/stack.hpp"
 #include "herald/pg/migrate.hpp"
 #include "herald/stats/stats.hpp"
+#include "bench_stack.hpp"
 
 using namespace herald;
 using Ms = std::chrono::duration<double, std::milli>;
@@ -135,16 +136,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   ConfigureLogging("warn", "text");
 
-  char dir_pattern[] = "/tmp/herald-bench-stats-XXXXXX";
-  const std::string state = ::mkdtemp(dir_pattern);
+  auto so = bench::StackIn("stats", binary);
+  const std::string state = so.state_dir;
   int rc = 0;
   {
-    dev::StackOptions so;
-    so.state_dir = state;
-    so.herald_binary = binary;
-    so.broker_port = 0;
     so.with_stages = false;
-    so.quiet = true;
     dev::DevStack stack(so);
     stack.Up();
     auto conn = pg::Connect(stack.Env().at("HERALD_PG_URL"));

@@ -205,10 +205,6 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     template_cache.RefreshIfDue();
     auto templates = template_cache.Current();
     const auto now = clock->Now();  // one reading per batch (a file clock is a file read)
-    // Preparing (claims, rendering) also stops early for urgent records: once this batch
-    // has its guaranteed share of lower-priority records, the rest waits for the next batch.
-    std::size_t lower_prepared = 0;
-    bool yielding = false;
     std::set<std::string> claimed_in_batch;
     struct Candidate {
       const kafka::Message* msg;
@@ -218,20 +214,11 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
     std::vector<Candidate> candidates;
     for (const auto& msg : batch) {
       if (ctx.IsDeferred(msg)) continue;
-      if (ctx.LaneOf(msg) > 0) {
-        // At most kLowerPerBatch lower-priority records are prepared (claimed, rendered) per
-        // batch; the rest stay in memory for the next one. A high-priority record arriving
-        // meanwhile then waits for a short batch, and no claim or rendering is wasted on
-        // records a yield would hand back.
-        if (yielding || lower_prepared >= std::max(kLowerPerBatch, ctx.Guaranteed()) ||
-            (lower_prepared >= ctx.Guaranteed() && ctx.HigherWaiting(msg))) {
-          if (!yielding) yields.Inc();
-          yielding = true;
-          ctx.Yield(msg);
-          continue;
-        }
-        ++lower_prepared;
-      }
+      // At most kLowerPerBatch lower-priority records are prepared (claimed, rendered) per
+      // batch, fewer once urgent records wait; the rest stay in memory for the next one. A
+      // high-priority record arriving meanwhile then waits for a short batch, and no claim or
+      // rendering is wasted on records a yield would hand back.
+      if (ctx.YieldLowerBeyond(msg, kLowerPerBatch)) continue;
       model::Delivery d;
       try {
         d = model::DeliveryFromJson(nlohmann::json::parse(msg.Value()));
@@ -268,6 +255,7 @@ int RunDeliver(const config::Config& config, const std::string& channel) {
       }
       candidates.push_back({&msg, std::move(d), type});
     }
+    if (ctx.LowerYielded()) yields.Inc();
 
     // Claims for the whole batch in one Redis round trip, then each record in order.
     std::vector<deliver::Claims::Id> claim_ids;

@@ -204,19 +204,8 @@ int RunEnrich(const config::Config& config) {
     std::vector<model::NotificationRequest> requests;
     std::vector<const kafka::Message*> sources;
     std::set<std::string> campaign_ids;
-    std::size_t lower_taken = 0;
-    bool yielding = false;
     for (const auto& m : batch) {
-      if (ctx.LaneOf(m) > 0) {
-        if (yielding || lower_taken >= std::max(kLowerPerBatch, ctx.Guaranteed()) ||
-            (lower_taken >= ctx.Guaranteed() && ctx.HigherWaiting(m))) {
-          if (!yielding) yields.Inc();
-          yielding = true;
-          ctx.Yield(m);
-          continue;
-        }
-        ++lower_taken;
-      }
+      if (ctx.YieldLowerBeyond(m, kLowerPerBatch)) continue;
       try {
         requests.push_back(model::RequestFromJson(nlohmann::json::parse(m.Value())));
         sources.push_back(&m);
@@ -227,6 +216,7 @@ int RunEnrich(const config::Config& config) {
         st.DeadLetter(ctx, m, "schema", e.what());
       }
     }
+    if (ctx.LowerYielded()) yields.Inc();
     // Requests of a cancelled campaign end here (a paused one's are held by delivery).
     if (!campaign_ids.empty()) {
       auto states = campaign_states.Get(campaign_ids);

@@ -105,6 +105,18 @@ bool BatchContext::HigherWaiting(const Message& m) const {
   return lane > 0 && lanes_->waiting_above(lane);
 }
 
+bool BatchContext::YieldLowerBeyond(const Message& m, std::size_t cap) {
+  if (LaneOf(m) <= 0) return false;
+  const std::size_t guaranteed = Guaranteed();
+  if (lower_yielding_ || lower_taken_ >= std::max(cap, guaranteed) || (lower_taken_ >= guaranteed && HigherWaiting(m))) {
+    lower_yielding_ = true;
+    Yield(m);
+    return true;
+  }
+  ++lower_taken_;
+  return false;
+}
+
 bool BatchContext::ShouldYield(const Message& next) {
   if (!lanes_) return false;
   int lane = lanes_->lane_of(next);

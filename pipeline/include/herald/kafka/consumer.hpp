@@ -79,6 +79,14 @@ class BatchContext {
   const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& Yielded() const { return yielded_; }
   /// Without counting: m is a lower-lane record and a higher lane has records waiting.
   bool HigherWaiting(const Message& m) const;
+  /// Caps the lower-lane records a handler takes from this batch. Call once per record, in
+  /// order, before working on it: true when m was handed back (Yield) instead, which happens
+  /// once the batch has taken max(cap, Guaranteed()) lower-lane records, or Guaranteed() of
+  /// them while a higher lane has records waiting; every later lower-lane record is then
+  /// handed back too. Always false for a top-lane record or without lanes.
+  bool YieldLowerBeyond(const Message& m, std::size_t cap);
+  /// Whether YieldLowerBeyond handed anything back in this batch.
+  bool LowerYielded() const { return lower_yielding_; }
   /// Lower-lane records a batch serves before it yields (the reserved shares).
   std::size_t Guaranteed() const { return lanes_ ? lanes_->guaranteed : 0; }
   /// The lane of a record (0 = highest), -1 without lanes or for a topic outside them.
@@ -103,6 +111,8 @@ class BatchContext {
   std::map<PartitionKey, std::int64_t> yielded_;  // partition -> first offset handed back
   const LaneHooks* lanes_ = nullptr;
   std::size_t lower_served_ = 0;
+  std::size_t lower_taken_ = 0;  // by YieldLowerBeyond
+  bool lower_yielding_ = false;
 };
 
 class ConsumerLoop {
